@@ -1,0 +1,43 @@
+// The errors a user can cause, and the exit codes they map to. Each carries one line that names
+// the file, field or flag and what was expected; main() prints it without a stack trace.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace resumable {
+
+// Documented in `trainer --help` and README; launch scripts branch on them.
+namespace exit_code {
+constexpr int kDone = 0;
+constexpr int kRuntimeError = 1;   // a bug, a dead peer, an unreadable checkpoint, ...
+constexpr int kBadInput = 2;       // bad config, flag or dataset: rerunning will not help
+constexpr int kSaveFailed = 74;    // a checkpoint could not be written (disk full, read-only, ...)
+constexpr int kStoppedBySignal = 75;  // SIGTERM/SIGINT/SIGUSR1: saved, resume to continue (requeue)
+}  // namespace exit_code
+
+// Bad configuration or command line (exit 2).
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Bad or missing dataset (exit 2).
+class DataError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A checkpoint that cannot be read or does not fit this run (exit 1): always names the file.
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A checkpoint that could not be written (exit 74); the previous checkpoint is untouched.
+class SaveError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace resumable

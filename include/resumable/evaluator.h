@@ -1,0 +1,32 @@
+// Validation and test metrics, computed on each rank's share of the words and reduced across
+// ranks: teacher-forced loss and token accuracy, and WER/PER of greedy decoding.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include "resumable/batch.h"
+#include "resumable/model.h"
+#include "resumable/train_state.h"
+
+namespace resumable {
+
+class Distributed;
+
+struct EvalOptions {
+  int64_t batch_size = 512;  // words per rank per batch
+  int64_t limit = 0;         // first N words of the split (0 = all)
+};
+
+class Evaluator {
+ public:
+  Evaluator(const EncodedCorpus& data, Distributed& dist, c10::Device device);
+  // Collective: every rank must call it. Leaves the model in eval mode.
+  EvalResult evaluate(G2PTransformer& model, Split split, const EvalOptions& options);
+
+ private:
+  const EncodedCorpus& data_;
+  Distributed& dist_;
+  c10::Device device_;
+};
+
+}  // namespace resumable

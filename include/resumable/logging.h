@@ -1,0 +1,18 @@
+// Rank-aware logging: every line carries "[rank r/w]"; rank 0 logs progress, the other ranks only
+// warnings and errors unless RESUMABLE_LOG_ALL_RANKS=1. spdlog does the work behind this
+// interface, which stays free of spdlog and fmt: the torch headers ship an fmt of their own that
+// clashes with the one Debian's spdlog is built on. Torch code formats through resumable/log.h.
+#pragma once
+
+#include <string>
+
+namespace resumable {
+
+void init_logging(int rank, int world_size);
+bool logging_ready();
+void log_info(const std::string& message);
+void log_warn(const std::string& message);
+void log_error(const std::string& message);
+bool stdout_is_terminal();
+
+}  // namespace resumable

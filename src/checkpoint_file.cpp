@@ -1,0 +1,187 @@
+#include "resumable/checkpoint_file.h"
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sys/stat.h>
+
+#include "resumable/atomic_file.h"
+#include "resumable/errors.h"
+#include "resumable/xxhash64.h"
+
+namespace resumable {
+namespace {
+
+constexpr const char* kPickle = "data.pkl";
+constexpr const char* kTensorDir = "data/";
+constexpr const char* kChecksum = "checksum";
+
+// c10::Error text carries a C++ backtrace; users get its first line only.
+std::string first_line(const std::string& s) {
+  auto nl = s.find('\n');
+  std::string line = nl == std::string::npos ? s : s.substr(0, nl);
+  return line.size() > 200 ? line.substr(0, 197) + "..." : line;
+}
+
+std::string error_text(const std::exception& e) {
+  if (auto* c = dynamic_cast<const c10::Error*>(&e)) return first_line(c->what_without_backtrace());
+  return first_line(e.what());
+}
+
+// The checksum covers records by sorted name, each as name, size and bytes, so a record that is
+// renamed, swapped, shortened or altered changes it.
+class RecordDigest {
+ public:
+  void add(const std::string& name, const void* data, size_t size) { records_[name] = {data, size}; }
+  std::string finish() const {
+    XXH64 h(0x7265'7375'6d61'626cULL);  // "resumabl"
+    for (const auto& [name, rec] : records_) {
+      uint64_t n = name.size(), s = rec.second;
+      h.update(&n, sizeof n);
+      h.update(name.data(), name.size());
+      h.update(&s, sizeof s);
+      h.update(rec.first, rec.second);
+    }
+    return "xxh64:" + hex64(h.digest());
+  }
+
+ private:
+  std::map<std::string, std::pair<const void*, size_t>> records_;
+};
+
+class MemoryReader : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit MemoryReader(const std::string& bytes) : bytes_(bytes) {}
+  size_t size() const override { return bytes_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char*) const override {
+    if (pos >= bytes_.size()) return 0;
+    n = std::min<size_t>(n, bytes_.size() - pos);
+    std::memcpy(buf, bytes_.data() + pos, n);
+    return n;
+  }
+
+ private:
+  const std::string& bytes_;
+};
+
+}  // namespace
+
+SerializedCheckpoint serialize_checkpoint(const c10::IValue& state) {
+  // Tensors leave the pickler as storages (tensor_table = nullptr) and containers untagged, the
+  // two conditions for Python's weights_only loader (libtorch-facts.md).
+  std::string pickle;
+  torch::jit::Pickler pickler([&](const char* d, size_t n) { pickle.append(d, n); }, nullptr, nullptr, nullptr,
+                              nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(state);
+  pickler.stop();
+
+  std::string out;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* d, size_t n) {
+    out.append(static_cast<const char*>(d), n);
+    return n;
+  });
+  RecordDigest digest;
+  const auto& tensors = pickler.tensorData();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    at::Tensor t = tensors[i].device().is_cpu() ? tensors[i] : tensors[i].cpu();
+    std::string name = kTensorDir + std::to_string(i);
+    const void* data = t.storage().data();
+    size_t size = t.storage().nbytes();
+    writer.writeRecord(name, data, size);
+    digest.add(name, data, size);
+  }
+  writer.writeRecord(kPickle, pickle.data(), pickle.size());
+  digest.add(kPickle, pickle.data(), pickle.size());
+  std::string checksum = digest.finish();
+  writer.writeRecord(kChecksum, checksum.data(), checksum.size());
+  writer.writeEndOfFile();
+  return {std::move(out), checksum};
+}
+
+WrittenCheckpoint write_checkpoint(const c10::IValue& state, const std::vector<std::string>& paths) {
+  auto start = std::chrono::steady_clock::now();
+  SerializedCheckpoint archive;
+  try {
+    archive = serialize_checkpoint(state);
+  } catch (const std::exception& e) {
+    throw SaveError(paths.front() + ": cannot serialize checkpoint: " + error_text(e));
+  }
+  AtomicFileWriter file(paths.front());
+  file.write(archive.bytes.data(), archive.bytes.size());
+  file.commit_as(paths);
+  WrittenCheckpoint w;
+  w.bytes = archive.bytes.size();
+  w.checksum = archive.checksum;
+  w.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return w;
+}
+
+LoadedCheckpoint read_checkpoint(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw CheckpointError(path + ": cannot open checkpoint: " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw CheckpointError(path + ": not a regular file");
+  if (st.st_size == 0) throw CheckpointError(path + ": empty file (0 bytes), not a checkpoint");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw CheckpointError(path + ": cannot open checkpoint for reading");
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  if (!in.read(bytes.data(), static_cast<std::streamsize>(bytes.size())))
+    throw CheckpointError(path + ": read error after " + std::to_string(in.gcount()) + " bytes");
+  return parse_checkpoint(std::move(bytes), path);
+}
+
+LoadedCheckpoint parse_checkpoint(std::string bytes, const std::string& origin) {
+  LoadedCheckpoint out;
+  out.path = origin;
+  out.bytes = bytes.size();
+  if (bytes.size() < 22) throw CheckpointError(origin + ": " + std::to_string(bytes.size()) + " bytes, too short for a checkpoint");
+  if (bytes.compare(0, 4, "PK\x03\x04") != 0)
+    throw CheckpointError(origin + ": not a checkpoint (no zip signature; truncated at the start or another file type)");
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(std::make_shared<MemoryReader>(bytes));
+    if (!reader.hasRecord(kPickle)) throw CheckpointError(origin + ": no " + std::string(kPickle) + " record: not a PyTorch checkpoint");
+    if (!reader.hasRecord(kChecksum))
+      throw CheckpointError(origin + ": no checksum record: not written by this trainer, or damaged");
+    // Records are read into memory; a size beyond the file means a forged or damaged directory.
+    std::vector<std::pair<std::string, at::DataPtr>> records;
+    RecordDigest digest;
+    std::string stored;
+    for (const auto& name : reader.getAllRecords()) {
+      size_t size = reader.getRecordSize(name);
+      if (size > bytes.size())
+        throw CheckpointError(origin + ": record '" + name + "' claims " + std::to_string(size) + " bytes, more than the file");
+      auto [data, n] = reader.getRecord(name);
+      if (name == kChecksum) {
+        stored.assign(static_cast<const char*>(data.get()), n);
+      } else if (name == kPickle || name.rfind(kTensorDir, 0) == 0) {
+        digest.add(name, data.get(), n);
+        records.emplace_back(name, std::move(data));
+      }
+    }
+    std::string actual = digest.finish();
+    if (stored != actual)
+      throw CheckpointError(origin + ": checksum mismatch (stored " + first_line(stored.substr(0, 40)) + ", contents give " +
+                            actual + "): the file is damaged");
+    out.checksum = actual;
+    // Only now, with the contents verified, does the unpickler see them.
+    out.root = torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, at::Device(at::kCPU), reader);
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CheckpointError(origin + ": unreadable checkpoint: " + error_text(e));
+  }
+  if (!out.root.isGenericDict()) throw CheckpointError(origin + ": top level is not a dict");
+  auto dict = out.root.toGenericDict();
+  auto version = dict.find(std::string("format_version"));
+  if (version == dict.end() || !version->value().isInt())
+    throw CheckpointError(origin + ": field 'format_version': missing or not an integer");
+  int64_t v = version->value().toInt();
+  if (v > kCheckpointFormatVersion)
+    throw CheckpointError(origin + ": format version " + std::to_string(v) + " is newer than this trainer reads (" +
+                          std::to_string(kCheckpointFormatVersion) + "): upgrade the trainer");
+  if (v < 1) throw CheckpointError(origin + ": field 'format_version': expected >= 1, found " + std::to_string(v));
+  return out;
+}
+
+}  // namespace resumable

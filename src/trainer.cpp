@@ -1,0 +1,562 @@
+#include "resumable/trainer.h"
+
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include <c10/core/impl/VirtualGuardImpl.h>
+
+#include "resumable/distributed.h"
+#include "resumable/log.h"
+#include "resumable/rng_state.h"
+#include "resumable/signals.h"
+#include "resumable/xxhash64.h"
+
+namespace resumable {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Autocast for the forward pass of mixed-precision runs (no-op for amp=none).
+class AutocastGuard {
+ public:
+  AutocastGuard(const std::string& amp, c10::DeviceType device) : device_(device), enabled_(amp != "none") {
+    if (!enabled_) return;
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::set_autocast_dtype(device_, amp == "bf16" ? at::kBFloat16 : at::kHalf);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_, false);
+  }
+
+ private:
+  c10::DeviceType device_;
+  bool enabled_;
+};
+
+std::string list_text(const std::vector<std::string>& items, const std::string& sep = "; ") {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
+}
+
+c10::impl::GenericList string_list(const std::vector<std::string>& v) {
+  c10::impl::GenericList l(c10::AnyType::get());
+  for (const auto& s : v) l.push_back(s);
+  return l;
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  long s = static_cast<long>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+  return buf;
+}
+
+}  // namespace
+
+c10::Device choose_device(const std::string& device, int local_rank) {
+  bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());
+  if (!cuda) return c10::Device(c10::kCPU);
+  if (!torch::cuda::is_available()) throw ConfigError("--device cuda: no CUDA device is available on this machine");
+  int count = static_cast<int>(torch::cuda::device_count());
+  c10::Device d(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
+  c10::impl::VirtualGuardImpl(c10::kCUDA).setDevice(d);
+  return d;
+}
+
+// ============================================================================================
+// Set-up
+// ============================================================================================
+
+Trainer::Trainer(TrainConfig cfg, const CliArgs& cli, const LaunchEnv& env, Distributed& dist)
+    : cfg_(std::move(cfg)),
+      env_(env),
+      dist_(dist),
+      device_(choose_device(cfg_.device, env.local_rank)),
+      checkpoints_(cfg_.resolved_run_dir() + "/checkpoints", {cfg_.keep_last, cfg_.keep_every}) {
+  plan_ = plan_resume(cfg_, dist_, cli.eval);
+  reconcile_config(cli);
+  checkpoints_ = CheckpointManager(cfg_.resolved_run_dir() + "/checkpoints", {cfg_.keep_last, cfg_.keep_every});
+  load_data();
+  build_model();
+  if (cli.eval) {
+    // Only the weights matter; evaluate() loads them.
+  } else if (plan_.kind == ResumePlan::Kind::kResume) {
+    restore(*plan_.checkpoint);
+  } else {
+    start_fresh();
+    if (plan_.kind == ResumePlan::Kind::kInitFrom) {
+      load_model_state_dict(*model_, StateReader(plan_.checkpoint->root, plan_.checkpoint->path)["model"]);
+      log::info("initialized weights from {} ({}); optimizer and schedule start fresh", plan_.checkpoint->path,
+                   position_text(*plan_.checkpoint));
+    }
+  }
+  ddp_ = std::make_unique<DataParallel>(*model_, dist_, DataParallelOptions{cfg_.bucket_mb << 20});
+  evaluator_ = std::make_unique<Evaluator>(data_, dist_, device_);
+  if (dist_.is_main() && !cli.eval) checkpoints_.prepare();
+  dist_.barrier();  // nobody trains before rank 0 has prepared the checkpoint directory
+}
+
+Trainer::~Trainer() = default;
+
+// The saved config is the base when no --config was given; otherwise the two are compared:
+// architecture or data differences are an error, others are warnings or re-plans (restore()).
+void Trainer::reconcile_config(const CliArgs& cli) {
+  if (!plan_.checkpoint) return;
+  const LoadedCheckpoint& ck = *plan_.checkpoint;
+  StateReader root(ck.root, ck.path);
+  TrainConfig saved;
+  try {
+    saved = config_from_json(nlohmann::json::parse(state_to_json_text(root["config"])), ck.path + ": saved config");
+  } catch (const ConfigError& e) {
+    throw CheckpointError(e.what());
+  }
+  if (!cli.config_path) {
+    TrainConfig base = saved;
+    for (const auto& f : config_fields())  // per-invocation fields never come from the file
+      if (f.role == FieldRole::kInvocation)
+        std::visit([&](auto m) { base.*m = TrainConfig{}.*m; }, f.member);
+    base.name = cfg_.name;
+    cfg_ = apply_overrides(base, cli);
+  }
+  std::vector<std::string> errors;
+  for (const auto& d : diff_configs(saved, cfg_)) {
+    bool fatal = d.role == FieldRole::kArchitecture ||
+                 (d.role == FieldRole::kData && plan_.kind == ResumePlan::Kind::kResume && !cli.eval);
+    if (fatal) errors.push_back(d.field + ": saved " + d.saved + ", given " + d.given);
+  }
+  if (!errors.empty())
+    throw CheckpointError(ck.path + ": does not fit this config (" + list_text(errors) +
+                          "); resume with the saved values, or start a new run (--init-from loads weights only)");
+}
+
+void Trainer::load_data() {
+  auto start = Clock::now();
+  entries_ = load_cmudict(cfg_.data);
+  corpus_ = build_corpus(entries_, cfg_.val_fraction, cfg_.test_fraction, static_cast<size_t>(cfg_.limit_words));
+  if (corpus_.train.empty() || corpus_.validation.empty())
+    throw DataError(cfg_.data + ": the split left no training or validation words (check val_fraction/limit_words)");
+  data_ = encode_corpus(corpus_, grapheme_vocabulary(entries_), phoneme_vocabulary(entries_));
+  log::info("data: {} pronunciations -> train {} samples ({} words), validation {} words, test {} words ({:.1f}s)",
+               entries_.size(), corpus_.train.size(), corpus_.train_words, corpus_.validation.size(),
+               corpus_.test.size(), seconds_since(start));
+  if (plan_.checkpoint) {
+    // The vocabulary decides what every embedding row means: it must be the saved one.
+    StateReader vocab = StateReader(plan_.checkpoint->root, plan_.checkpoint->path)["vocabulary"];
+    for (auto [name, v] : {std::pair{"graphemes", &data_.graphemes}, std::pair{"phonemes", &data_.phonemes}}) {
+      std::vector<std::string> saved;
+      for (const auto& s : vocab[name].items()) saved.push_back(s.to_string());
+      if (saved != v->symbols())
+        vocab[name].fail("the dataset gives another vocabulary (" + std::to_string(v->symbols().size()) +
+                         " symbols, saved " + std::to_string(saved.size()) + "): use the dictionary it was trained on");
+    }
+  }
+}
+
+void Trainer::build_model() {
+  ModelOptions o;
+  o.source_vocab = data_.graphemes.size();
+  o.target_vocab = data_.phonemes.size();
+  o.d_model = cfg_.d_model;
+  o.heads = cfg_.heads;
+  o.encoder_layers = cfg_.encoder_layers;
+  o.decoder_layers = cfg_.decoder_layers;
+  o.ff_dim = cfg_.ff_dim;
+  o.dropout = cfg_.dropout;
+  // Same initial weights on every rank (rank 0's are broadcast anyway), then per-rank streams.
+  torch::manual_seed(static_cast<uint64_t>(cfg_.seed));
+  model_ = G2PTransformer(o);
+  model_->to(device_);
+  seed_rng(cfg_.seed, dist_.rank(), device_.is_cuda());
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      model_->parameters(), torch::optim::AdamWOptions(cfg_.lr)
+                                .betas({cfg_.adam_beta1, cfg_.adam_beta2})
+                                .eps(cfg_.adam_eps)
+                                .weight_decay(cfg_.weight_decay));
+  scaler_ = LossScaler(cfg_.amp == "fp16");
+  sampler_ = std::make_unique<DistributedSampler>(
+      data_.train_lengths(), cfg_.seed, SamplerOptions{cfg_.batch_size, cfg_.length_bucketing});
+  int64_t params = 0;
+  for (const auto& p : model_->parameters()) params += p.numel();
+  log::info("model: Transformer d_model={} heads={} layers={}+{} ff={} dropout={} -> {:.2f}M parameters on {}",
+               o.d_model, o.heads, o.encoder_layers, o.decoder_layers, o.ff_dim, o.dropout, params / 1e6,
+               device_.str());
+}
+
+int64_t Trainer::planned_total_steps() const {
+  if (cfg_.total_steps > 0) return cfg_.total_steps;
+  // Steps done, the rest of this epoch, then full epochs: the same number whatever the world size.
+  int64_t later_epochs = std::max<int64_t>(0, cfg_.epochs - state_.epoch - 1);
+  int64_t rest = state_.epoch < cfg_.epochs ? sampler_->remaining_steps_in_epoch() : 0;
+  return state_.global_step + rest + later_epochs * sampler_->steps_per_epoch();
+}
+
+void Trainer::start_fresh() {
+  sampler_->start_epoch(0);
+  ScheduleState s;
+  s.warmup_steps = cfg_.warmup_steps > 0
+                       ? cfg_.warmup_steps
+                       : static_cast<int64_t>(std::llround(cfg_.warmup_epochs * sampler_->steps_per_epoch()));
+  s.total_steps = planned_total_steps();
+  s.max_lr = cfg_.lr;
+  s.min_lr = cfg_.min_lr;
+  schedule_.load_state(s);
+  log::info("schedule: {} steps ({} per epoch x {} epochs, global batch {}), warmup {} steps, lr {:g} -> {:g}",
+               s.total_steps, sampler_->steps_per_epoch(), cfg_.epochs, cfg_.batch_size, s.warmup_steps, s.max_lr,
+               s.min_lr);
+}
+
+std::string Trainer::data_fingerprint() const {
+  XXH64 h;
+  for (const auto& ex : corpus_.train) {
+    h.update(ex.word.data(), ex.word.size() + 1);
+    for (const auto& p : ex.phonemes) h.update(p.data(), p.size() + 1);
+  }
+  return "xxh64:" + hex64(h.digest());
+}
+
+void Trainer::restore(const LoadedCheckpoint& ck) {
+  StateReader root(ck.root, ck.path);
+  TrainConfig saved = config_from_json(nlohmann::json::parse(state_to_json_text(root["config"])), ck.path);
+  if (root["data"]["fingerprint"].to_string() != data_fingerprint())
+    root["data"]["fingerprint"].fail("the training data differs from the checkpoint's (same dictionary, "
+                                     "val/test fractions and limit_words are needed to resume)");
+  load_model_state_dict(*model_, root["model"]);
+  load_optimizer_state_dict(*optimizer_, *model_, root["optimizer"]);
+  schedule_.load_state(from_state_dict<ScheduleState>(root["lr_scheduler"]));
+  // The scale carries over only between fp16 runs; another precision starts its own.
+  LossScalerState saved_scaler = from_state_dict<LossScalerState>(root["loss_scaler"]);
+  if (scaler_.enabled() && saved_scaler.enabled) scaler_.load_state(saved_scaler);
+  try {
+    sampler_->load_state(from_state_dict<SamplerState>(root["sampler"]));
+  } catch (const std::invalid_argument& e) {
+    root["sampler"].fail(e.what());
+  }
+  state_ = from_state_dict<TrainState>(root["train_state"]);
+  state_.history = from_state_dict<TrainHistory>(root["history"]);
+  if (state_.epoch != sampler_->state().epoch)
+    root["train_state"]["epoch"].fail("disagrees with sampler.epoch=" + std::to_string(sampler_->state().epoch));
+  if (static_cast<int64_t>(state_.history.train_loss.size()) != state_.global_step)
+    root["history"]["train_loss"].fail("has " + std::to_string(state_.history.train_loss.size()) +
+                                       " entries for global_step " + std::to_string(state_.global_step));
+
+  // Every rank continues its own random stream; ranks beyond the saved world size start fresh ones.
+  auto rng = root["rng"]["cpu"].items();
+  auto rng_cuda = root["rng"].has("cuda") ? root["rng"]["cuda"].items() : std::vector<StateReader>{};
+  int64_t saved_world = root["world_size"].to_int();
+  if (dist_.rank() < static_cast<int>(rng.size())) {
+    RngSnapshot snap;
+    snap.cpu = rng[dist_.rank()].to_tensor(at::kByte, 1).clone();
+    if (device_.is_cuda() && dist_.rank() < static_cast<int>(rng_cuda.size()))
+      snap.cuda = rng_cuda[dist_.rank()].to_tensor(at::kByte, 1).clone();
+    restore_rng(snap);
+  } else {
+    seed_rng(cfg_.seed + 7919 * state_.global_step, dist_.rank(), device_.is_cuda());
+  }
+
+  // --- what changed since the checkpoint
+  std::vector<std::string> notes;
+  for (const auto& d : diff_configs(saved, cfg_)) {
+    if (d.role == FieldRole::kTuning || d.role == FieldRole::kSchedule)
+      notes.push_back(d.field + " " + d.saved + " -> " + d.given);
+  }
+  if (cfg_.batch_size != saved.batch_size) sampler_->set_batch_size(cfg_.batch_size);
+  if (cfg_.lr != saved.lr || cfg_.min_lr != saved.min_lr) schedule_.rescale_lr(cfg_.lr, cfg_.min_lr);
+  for (auto& g : optimizer_->param_groups()) {
+    auto& o = static_cast<torch::optim::AdamWOptions&>(g.options());
+    o.betas({cfg_.adam_beta1, cfg_.adam_beta2}).eps(cfg_.adam_eps).weight_decay(cfg_.weight_decay);
+  }
+  if (cfg_.best_metric != saved.best_metric || cfg_.resolved_best_mode() != saved.resolved_best_mode()) {
+    state_.has_best = false;  // a best of another metric means nothing for this one
+    notes.push_back("best metric now " + cfg_.best_metric + " (" + cfg_.resolved_best_mode() + "), best.pt restarts");
+  }
+  int64_t old_total = schedule_.state().total_steps, new_total = planned_total_steps();
+  if (new_total != old_total) {
+    schedule_.replan_total(new_total);
+    notes.push_back("LR schedule re-planned: end step " + std::to_string(old_total) + " -> " +
+                    std::to_string(new_total) + ", cosine from lr " +
+                    fmt::format("{:.3g}", schedule_.current_lr()) + " at step " + std::to_string(state_.global_step));
+  }
+  state_.history.resumed_at_step.push_back(state_.global_step);
+
+  log::info("resumed from {} ({} bytes, {}): epoch {}, step {}, sample {}/{} of the epoch, lr {:.4g}", ck.path,
+               ck.bytes, ck.checksum, state_.epoch, state_.global_step, sampler_->state().cursor,
+               sampler_->dataset_size(), schedule_.current_lr());
+  log::info("resumed: best {} = {} (step {}); histories: {} steps, {} epochs, {} evaluations; saved by {} rank(s), now {}",
+               cfg_.best_metric, state_.has_best ? fmt::format("{:.4f}", state_.best_metric) : "none",
+               state_.best_step, state_.history.train_loss.size(), state_.history.epoch_train_loss.size(),
+               state_.history.val_loss.size(), saved_world, dist_.world_size());
+  for (const auto& n : notes) log::warn("resumed with a changed config: {}", n);
+}
+
+// ============================================================================================
+// The loop
+// ============================================================================================
+
+int Trainer::train() {
+  if (state_.epoch >= cfg_.epochs || (cfg_.total_steps > 0 && state_.global_step >= cfg_.total_steps)) {
+    log::info("training already complete: epoch {}/{}, step {} (raise --epochs to train longer)", state_.epoch,
+                 cfg_.epochs, state_.global_step);
+    return exit_code::kDone;
+  }
+  log::info("training: epoch {}/{}, step {}/{}, {} rank(s) via {}, run dir {}", state_.epoch, cfg_.epochs,
+               state_.global_step, schedule_.state().total_steps, dist_.world_size(), launcher_name(env_.launcher),
+               cfg_.resolved_run_dir());
+  last_save_time_ = last_report_time_ = Clock::now();
+  while (true) {
+    StepResult r = train_step(sampler_->next_global_batch());
+    state_.record_step(r.loss_sum, r.tokens, schedule_.lr_at(state_.global_step), r.samples);
+    schedule_.advance();
+    samples_since_report_ += r.samples;
+
+    bool epoch_ended = sampler_->epoch_done();
+    bool improved = epoch_ended && end_epoch();
+    bool finished = state_.epoch >= cfg_.epochs || state_.global_step >= schedule_.state().total_steps;
+    bool max_steps = cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps;
+    bool stopping = finished || max_steps || r.stop_requested;
+    report_progress(r, stopping || epoch_ended);
+
+    bool due = stopping || improved || r.time_to_save ||
+               (cfg_.save_every_steps > 0 && state_.global_step % cfg_.save_every_steps == 0) ||
+               (epoch_ended && cfg_.save_every_epochs > 0 && state_.epoch % cfg_.save_every_epochs == 0);
+    if (due) {
+      const char* reason = r.stop_requested ? "stop signal" : finished ? "end of training" : max_steps ? "max_steps"
+                           : improved ? "new best" : "periodic";
+      if (save_checkpoint(improved, reason)) {
+        failed_saves_ = 0;
+      } else if (stopping || ++failed_saves_ >= cfg_.max_failed_saves) {
+        log::error("stopping: {} failed save(s) in a row; the last good checkpoint is untouched",
+                      std::max<int64_t>(failed_saves_, 1));
+        return exit_code::kSaveFailed;
+      }
+    }
+    if (r.stop_requested) {
+      log::warn("stopped by {} at step {}: checkpoint saved, exit {} (resume to continue)",
+                   signal_name(pending_stop_signal() ? pending_stop_signal() : SIGTERM), state_.global_step,
+                   exit_code::kStoppedBySignal);
+      return exit_code::kStoppedBySignal;
+    }
+    if (finished || max_steps) {
+      log::info("done: step {}, epoch {}, best {} = {}", state_.global_step, state_.epoch, cfg_.best_metric,
+                   state_.has_best ? fmt::format("{:.4f} (step {})", state_.best_metric, state_.best_step) : "none");
+      return exit_code::kDone;
+    }
+  }
+}
+
+Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch) {
+  // This rank's share; a rank left without samples trains on a zero-weight placeholder so that
+  // every rank still joins the gradient allreduce.
+  std::vector<int64_t> mine = DistributedSampler::rank_share(global_batch, dist_.rank(), dist_.world_size());
+  std::vector<const EncodedExample*> examples;
+  std::vector<float> weights;
+  for (int64_t i : mine) {
+    examples.push_back(&data_.train[static_cast<size_t>(i)]);
+    weights.push_back(1.0f);
+  }
+  if (examples.empty()) {
+    examples.push_back(&data_.train[static_cast<size_t>(global_batch.front())]);
+    weights.push_back(0.0f);
+  }
+  // Every rank knows the whole global batch, so each normalizes by the global token count; the
+  // reducer's average over ranks then gives exactly the mean over all tokens of the step.
+  double global_tokens = 0;
+  for (int64_t i : global_batch) global_tokens += EncodedCorpus::target_tokens(data_.train[static_cast<size_t>(i)]);
+
+  Batch batch = collate(examples, weights, device_);
+  const double lr = schedule_.current_lr();
+  for (auto& g : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+  model_->train();
+  optimizer_->zero_grad(true);
+  ddp_->before_forward();
+  torch::Tensor loss_sum;
+  {
+    AutocastGuard autocast(cfg_.amp, device_.type());
+    auto logits = model_->forward(batch.source, batch.target_in).to(at::kFloat);
+    auto token_loss = torch::nn::functional::cross_entropy(
+        logits.reshape({-1, logits.size(-1)}), batch.target_out.reshape({-1}),
+        torch::nn::functional::CrossEntropyFuncOptions()
+            .ignore_index(Vocabulary::kPad)
+            .label_smoothing(cfg_.label_smoothing)
+            .reduction(torch::kNone));
+    loss_sum = (token_loss.view({batch.source.size(0), -1}).sum(1) * batch.weight).sum();
+  }
+  auto objective = scaler_.scale(loss_sum * (static_cast<double>(dist_.world_size()) / global_tokens));
+  ddp_->before_backward(objective);
+  objective.backward();
+
+  std::vector<at::Tensor> grads;
+  for (auto& p : model_->parameters())
+    if (p.grad().defined()) grads.push_back(p.grad());
+  bool finite = scaler_.unscale(grads);
+  if (finite) {
+    if (cfg_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), cfg_.grad_clip);
+    optimizer_->step();
+  }
+  scaler_.update(!finite);
+
+  // One small allreduce per step carries the loss for the history and the stop/save flags, so
+  // all ranks take the same decisions at the same step.
+  bool time_to_save = dist_.is_main() && cfg_.save_every_minutes > 0 &&
+                      seconds_since(last_save_time_) >= cfg_.save_every_minutes * 60;
+  at::Tensor stats = at::tensor({loss_sum.item<double>(), batch.tokens, pending_stop_signal() ? 1.0 : 0.0,
+                                 time_to_save ? 1.0 : 0.0},
+                                at::kDouble);
+  dist_.all_reduce_sum(stats);
+  auto s = stats.accessor<double, 1>();
+  StepResult r;
+  r.loss_sum = s[0];
+  r.tokens = s[1];
+  r.samples = static_cast<int64_t>(global_batch.size());
+  r.stop_requested = s[2] > 0;
+  r.time_to_save = s[3] > 0;
+  return r;
+}
+
+bool Trainer::end_epoch() {
+  state_.finish_epoch();
+  bool last = state_.epoch >= cfg_.epochs;
+  bool improved = false;
+  if (state_.epoch % cfg_.eval_every_epochs == 0 || last) {
+    EvalResult r = validate();
+    improved = state_.record_eval(r, cfg_.best_metric, cfg_.resolved_best_mode() == "max");
+    log::info("epoch {} validation: loss {:.4f}, token acc {:.4f}, WER {:.2f}%, PER {:.2f}% ({} words){}",
+                 state_.epoch, r.loss, r.token_acc, 100 * r.wer, 100 * r.per, static_cast<int64_t>(r.words),
+                 improved ? "  * new best" : "");
+  }
+  sampler_->start_epoch(state_.epoch);
+  return improved;
+}
+
+EvalResult Trainer::validate() {
+  auto start = Clock::now();
+  EvalResult r = evaluator_->evaluate(model_, Split::kValidation, {cfg_.eval_batch_size, cfg_.eval_limit});
+  // Evaluation time must not count as training throughput.
+  last_report_time_ += std::chrono::duration_cast<Clock::duration>(Clock::now() - start);
+  return r;
+}
+
+// ============================================================================================
+// Saving
+// ============================================================================================
+
+StateDict Trainer::snapshot() {
+  // Collective part first: every rank's RNG state, gathered to all (rank 0 keeps them).
+  RngSnapshot rng = capture_rng(device_.is_cuda());
+  auto cpu_states = dist_.all_gather(rng.cpu);
+  std::vector<at::Tensor> cuda_states;
+  if (rng.cuda.defined()) cuda_states = dist_.all_gather(rng.cuda.cpu());
+  StateDict d = new_state_dict();
+  if (!dist_.is_main()) return d;
+
+  TrainConfig saved_cfg = cfg_;
+  saved_cfg.run_dir = cfg_.resolved_run_dir();
+  StateDict rng_dict = new_state_dict();
+  c10::impl::GenericList cpu_list(c10::AnyType::get()), cuda_list(c10::AnyType::get());
+  for (auto& t : cpu_states) cpu_list.push_back(t);
+  for (auto& t : cuda_states) cuda_list.push_back(t);
+  rng_dict.insert("cpu", cpu_list);
+  rng_dict.insert("cuda", cuda_list);
+  StateDict vocab = new_state_dict();
+  vocab.insert("graphemes", string_list(data_.graphemes.symbols()));
+  vocab.insert("phonemes", string_list(data_.phonemes.symbols()));
+  StateDict data = new_state_dict();
+  data.insert("train_samples", static_cast<int64_t>(corpus_.train.size()));
+  data.insert("train_words", static_cast<int64_t>(corpus_.train_words));
+  data.insert("fingerprint", data_fingerprint());
+
+  d.insert("format_version", kCheckpointFormatVersion);
+  d.insert("trainer_version", std::string(RESUMABLE_VERSION));
+  d.insert("world_size", static_cast<int64_t>(dist_.world_size()));
+  d.insert("model", model_state_dict(*model_));
+  d.insert("optimizer", optimizer_state_dict(*optimizer_, *model_));
+  d.insert("lr_scheduler", to_state_dict(schedule_.state()));
+  d.insert("loss_scaler", to_state_dict(scaler_.state()));
+  d.insert("rng", rng_dict);
+  d.insert("sampler", to_state_dict(sampler_->state()));
+  d.insert("train_state", to_state_dict(state_));
+  d.insert("history", to_state_dict(state_.history));
+  d.insert("config", json_text_to_state_dict(config_to_json(saved_cfg).dump()));
+  d.insert("vocabulary", vocab);
+  d.insert("data", data);
+  return d;
+}
+
+bool Trainer::save_checkpoint(bool is_best, const char* reason) {
+  StateDict state = snapshot();
+  at::Tensor ok = at::ones({1}, at::kInt);
+  if (dist_.is_main()) {
+    try {
+      SaveReport r = checkpoints_.save(state, state_.global_step, is_best);
+      last_save_time_ = Clock::now();
+      log::info("saved {} ({}): step {}, {:.1f} MB in {:.2f}s{}{}", r.paths.front(), reason, state_.global_step,
+                   r.written.bytes / 1e6, r.written.seconds, is_best ? ", also best.pt" : "",
+                   r.pruned.empty() ? "" : fmt::format(", pruned {} old snapshot(s)", r.pruned.size()));
+    } catch (const SaveError& e) {
+      log::error("checkpoint not saved ({}): {}", reason, e.what());
+      ok.fill_(0);
+    }
+  }
+  // Other ranks wait here only as long as rank 0 writes: they need the outcome to agree on
+  // whether to go on.
+  dist_.broadcast(ok, 0);
+  return ok.item<int>() == 1;
+}
+
+void Trainer::report_progress(const StepResult& r, bool force_line) {
+  if (!dist_.is_main()) return;
+  bool line_due = force_line || state_.global_step % cfg_.log_every_steps == 0;
+  // mpirun gives ranks a pseudo-terminal even when its own output goes to a file: no bar there.
+  static const bool tty = stdout_is_terminal() && env_.launcher != Launcher::kOpenMPI;
+  if (!line_due && !tty) return;
+  double elapsed = seconds_since(last_report_time_);
+  if (line_due && elapsed > 0) {
+    samples_per_second_ = samples_since_report_ / elapsed;
+    samples_since_report_ = 0;
+    last_report_time_ = Clock::now();
+  }
+  const int64_t total = schedule_.state().total_steps;
+  double steps_left = static_cast<double>(total - state_.global_step);
+  double eta = samples_per_second_ > 0 ? steps_left * cfg_.batch_size / samples_per_second_ : -1;
+  std::string text = fmt::format("epoch {}/{} step {}/{} loss {:.4f} lr {:.3g} {:.0f} samples/s ETA {}",
+                                 state_.epoch + (state_.batch_in_epoch > 0 ? 1 : 0), cfg_.epochs, state_.global_step,
+                                 total, r.tokens > 0 ? r.loss_sum / r.tokens : 0.0, schedule_.lr_at(state_.global_step - 1),
+                                 samples_per_second_, format_duration(eta));
+  if (tty) {
+    // A bar redrawn in place on a terminal; batch logs get the plain periodic lines below.
+    int width = 24, filled = total > 0 ? static_cast<int>(width * state_.global_step / total) : 0;
+    std::printf("\r[%s%s] %s\033[K", std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                text.c_str());
+    if (line_due) std::printf("\n");
+    std::fflush(stdout);
+  } else {
+    log::info("{}", text);
+  }
+}
+
+// ============================================================================================
+// Evaluation of a checkpoint (--eval)
+// ============================================================================================
+
+int Trainer::evaluate() {
+  const LoadedCheckpoint& ck = *plan_.checkpoint;
+  load_model_state_dict(*model_, StateReader(ck.root, ck.path)["model"]);
+  EvalResult r = evaluator_->evaluate(model_, Split::kTest, {cfg_.eval_batch_size, cfg_.eval_limit});
+  nlohmann::json j = {{"split", "test"},     {"checkpoint", ck.path}, {"position", position_text(ck)},
+                      {"words", r.words},     {"wer", r.wer},          {"per", r.per},
+                      {"loss", r.loss},       {"token_acc", r.token_acc}};
+  log::info("test: WER {:.2f}%, PER {:.2f}%, loss {:.4f}, token acc {:.4f} on {} words ({})", 100 * r.wer,
+               100 * r.per, r.loss, r.token_acc, static_cast<int64_t>(r.words), ck.path);
+  if (dist_.is_main()) std::printf("%s\n", j.dump().c_str());
+  return exit_code::kDone;
+}
+
+}  // namespace resumable
