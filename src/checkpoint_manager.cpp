@@ -115,10 +115,13 @@ std::vector<std::string> CheckpointManager::candidates() const {
   return out;
 }
 
-std::optional<LoadedCheckpoint> CheckpointManager::load_newest_good(std::vector<std::string>& skipped) const {
+std::optional<LoadedCheckpoint> CheckpointManager::load_newest_good(
+    std::vector<std::string>& skipped, const std::function<void(const LoadedCheckpoint&)>& check) const {
   for (const auto& path : candidates()) {
     try {
-      return read_checkpoint(path);
+      LoadedCheckpoint ck = read_checkpoint(path);
+      if (check) check(ck);
+      return ck;
     } catch (const CheckpointError& e) {
       skipped.push_back(e.what());
     }

@@ -9,6 +9,7 @@ const char* kDescription =
     "resumable: data-parallel Transformer G2P trainer with exact checkpoint/resume.\n"
     "Launch alone, under mpirun, torchrun or srun. Config keys below are also JSON keys\n"
     "(with '_' for '-'); the command line wins over the config file.\n"
+    "Checkpoint tools: trainer ckpt verify FILE...\n"
     "Exit codes: 0 done, 1 runtime error, 2 bad config/flag/data, 74 checkpoint could not be\n"
     "saved, 75 stopped by a signal after saving (requeue and resume).";
 

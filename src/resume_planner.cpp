@@ -8,6 +8,7 @@
 
 #include "resumable/checkpoint_manager.h"
 #include "resumable/checkpoint_state.h"
+#include "resumable/checkpoint_summary.h"
 #include "resumable/distributed.h"
 
 namespace resumable {
@@ -36,10 +37,12 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation) {
   CheckpointManager manager(cfg.resolved_run_dir() + "/checkpoints", {});
   const std::string& from = cfg.resume_from;
   Decision d;
+  auto check = [](const LoadedCheckpoint& ck) { summarize_checkpoint(ck); };
   auto resume_file = [&](const std::string& path) {
     d.kind = ResumePlan::Kind::kResume;
     d.path = path;
     d.loaded = read_checkpoint(path);
+    check(*d.loaded);
   };
   if (from != "auto" && from != "never") {
     resume_file(from);
@@ -55,7 +58,7 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation) {
       return d;
     }
     std::vector<std::string> skipped;
-    auto good = manager.load_newest_good(skipped);
+    auto good = manager.load_newest_good(skipped, check);
     if (!good) throw CheckpointError(manager.dir() + ": no readable checkpoint to evaluate (give --resume PATH)");
     d.kind = ResumePlan::Kind::kResume;
     d.path = good->path;
@@ -72,7 +75,7 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation) {
   }
   if (from == "auto" && has) {
     std::vector<std::string> skipped;
-    auto good = manager.load_newest_good(skipped);
+    auto good = manager.load_newest_good(skipped, check);
     for (const auto& why : skipped) log::warn("skipping unreadable checkpoint: {}", why);
     if (!good)
       throw CheckpointError(manager.dir() + ": no readable checkpoint (" + std::to_string(skipped.size()) +
@@ -92,6 +95,7 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation) {
     d.kind = ResumePlan::Kind::kInitFrom;
     d.path = cfg.init_from;
     d.loaded = read_checkpoint(cfg.init_from);
+    check(*d.loaded);
   }
   return d;
 }
@@ -102,8 +106,8 @@ constexpr char kFresh = 'F', kResume = 'R', kInit = 'I', kConfigErr = 'C', kChec
 }  // namespace
 
 std::string position_text(const LoadedCheckpoint& ck) {
-  StateReader ts = StateReader(ck.root, ck.path)["train_state"];
-  return "epoch " + std::to_string(ts["epoch"].to_int()) + ", step " + std::to_string(ts["global_step"].to_int());
+  CheckpointSummary s = summarize_checkpoint(ck);
+  return "epoch " + std::to_string(s.epoch) + ", step " + std::to_string(s.global_step);
 }
 
 ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, bool for_evaluation) {

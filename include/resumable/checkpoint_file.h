@@ -33,6 +33,12 @@ SerializedCheckpoint serialize_checkpoint(const c10::IValue& state);
 // first name is replaced first). Throws SaveError naming the path; earlier files stay intact.
 WrittenCheckpoint write_checkpoint(const c10::IValue& state, const std::vector<std::string>& paths);
 
+namespace detail {
+// The archive of a pickle and the tensor storages it references (record data/<i> for the i-th),
+// with its checksum. serialize_checkpoint() uses it; tests use it to build hostile files.
+SerializedCheckpoint assemble_archive(const std::string& pickle, const std::vector<at::Tensor>& storages);
+}  // namespace detail
+
 struct LoadedCheckpoint {
   std::string path;
   c10::IValue root;      // a dict with string keys, format_version checked
@@ -43,7 +49,11 @@ struct LoadedCheckpoint {
 // Reads and verifies a checkpoint. Throws CheckpointError "PATH: problem" on anything wrong:
 // missing, empty, not a zip, truncated, checksum mismatch, not a dict, a newer format.
 LoadedCheckpoint read_checkpoint(const std::string& path);
+struct ReadOptions {
+  // Always true in the trainer; the fuzzer turns it off to reach the unpickler behind it.
+  bool verify_checksum = true;
+};
 // The same from bytes already in memory; `origin` names them in errors.
-LoadedCheckpoint parse_checkpoint(std::string bytes, const std::string& origin);
+LoadedCheckpoint parse_checkpoint(std::string bytes, const std::string& origin, ReadOptions options = {});
 
 }  // namespace resumable

@@ -7,6 +7,7 @@
 // one, and runs only after a save succeeded, so it can never remove the only good checkpoint.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,8 +46,10 @@ class CheckpointManager {
   bool has_checkpoints() const;
   // Where to look for the newest good checkpoint: last.pt, then snapshots and best.pt by write time.
   std::vector<std::string> candidates() const;
-  // The first candidate that reads and verifies; the problems of those skipped land in `skipped`.
-  std::optional<LoadedCheckpoint> load_newest_good(std::vector<std::string>& skipped) const;
+  // The first candidate that reads, verifies and passes `check` (which throws CheckpointError);
+  // the problems of those skipped land in `skipped`.
+  std::optional<LoadedCheckpoint> load_newest_good(
+      std::vector<std::string>& skipped, const std::function<void(const LoadedCheckpoint&)>& check = nullptr) const;
   // Applies the retention policy; never deletes the snapshot of `newest_step`.
   std::vector<std::string> prune(int64_t newest_step);
   // Moves the checkpoint directory aside (--resume never --force); returns its new name.

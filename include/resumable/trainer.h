@@ -69,6 +69,9 @@ class Trainer {
   // Collective: gathers every rank's RNG; rank 0 writes. Returns whether the save succeeded.
   bool save_checkpoint(bool is_best, const char* reason);
   StateDict snapshot();
+  // Collective: hashes this rank's parameters and checks every rank holds the same. Returns the digest.
+  std::string verify_replicas();
+  void trace_samples(const std::vector<int64_t>& mine);
   void report_progress(const StepResult& r, bool force_line);
   std::string data_fingerprint() const;
 

@@ -1,0 +1,106 @@
+"""Shared helpers for the integration tests: they launch the real `trainer` binary (alone, under
+mpirun and under torchrun) on configs/tiny.json and inspect what it writes."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAINER = os.environ.get("TRAINER", str(ROOT / "build" / "trainer"))
+TINY = str(ROOT / "configs" / "tiny.json")
+VENV_BIN = ROOT / ".venv" / "bin"
+MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--mca", "odls_base_sigkill_timeout", "30"]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def command(args, launcher="single", np=2):
+    """The argv that runs the trainer with `args` under `launcher`."""
+    base = [TRAINER, "--config", TINY] + [str(a) for a in args]
+    if launcher == "single":
+        return base
+    if launcher == "mpirun":
+        return MPIRUN + ["-np", str(np)] + base
+    if launcher == "torchrun":
+        return [str(VENV_BIN / "torchrun"), "--nproc-per-node", str(np), "--no-python"] + base
+    raise ValueError(launcher)
+
+
+def run(args, launcher="single", np=2, env=None, timeout=240, check=True):
+    """Runs to completion; returns (exit code, combined output)."""
+    full_env = dict(os.environ, **(env or {}))
+    p = subprocess.run(command(args, launcher, np), env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if check and p.returncode != 0:
+        raise AssertionError(f"trainer exited {p.returncode}:\n{p.stdout[-4000:]}")
+    return p.returncode, p.stdout
+
+
+def start(args, launcher="single", np=2, env=None):
+    """Starts in a session of its own (so the whole job can be signalled or killed like a node loss)."""
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.Popen(command(args, launcher, np), env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, stdin=subprocess.DEVNULL)
+
+
+def wait_for_line(proc, needle, timeout=120):
+    """Reads the process's output until a line contains `needle`; returns everything read so far."""
+    seen = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"never saw {needle!r}; output:\n{''.join(seen)[-3000:]}")
+
+
+def kill_session(proc, sig=signal.SIGKILL):
+    """Signals every process of the job's session (mpirun gives each rank its own process group)."""
+    out = subprocess.run(["ps", "-eo", "pid=,sid="], stdout=subprocess.PIPE, text=True).stdout
+    for line in out.splitlines():
+        pid, sid = (int(x) for x in line.split())
+        if sid == proc.pid:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+def load(path):
+    import torch
+    return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def assert_same_training(a, b, what=""):
+    """Model, optimizer state and histories equal bit for bit."""
+    import torch
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), f"{what}: model.{k} differs"
+    for k in a["optimizer"]["state"]:
+        for field in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(a["optimizer"]["state"][k][field], b["optimizer"]["state"][k][field]), f"{what}: optimizer {k}"
+        assert a["optimizer"]["state"][k]["step"] == b["optimizer"]["state"][k]["step"]
+    for k in a["history"]:
+        if k == "resumed_at_step":
+            continue
+        assert torch.equal(a["history"][k], b["history"][k]), f"{what}: history.{k} differs"
+    for k in ("train_state", "lr_scheduler", "sampler"):
+        assert a[k] == b[k], f"{what}: {k} differs: {a[k]} vs {b[k]}"
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory):
+    """An uninterrupted 2-rank run of tiny (2 epochs, 134 steps) to compare resumed runs against."""
+    d = tmp_path_factory.mktemp("reference")
+    run(["--run-dir", d], launcher="mpirun")
+    return load(d / "checkpoints" / "last.pt")
