@@ -10,6 +10,6 @@ per_node=${2:?ranks per node}; shift 2
 nodes=$(grep -cv '^\s*\(#\|$\)' "$hostfile")
 root_flag=(); [ "$(id -u)" -eq 0 ] && root_flag=(--allow-run-as-root)
 exec mpirun "${root_flag[@]}" --hostfile "$hostfile" -np $((nodes * per_node)) --npernode "$per_node" \
-  --bind-to none --mca odls_base_sigkill_timeout 60 \
+  --bind-to none --mca odls_base_sigkill_timeout "${SIGKILL_TIMEOUT_S:-60}" \
   -x PATH -x LD_LIBRARY_PATH -x MASTER_ADDR -x GLOO_SOCKET_IFNAME -x NCCL_SOCKET_IFNAME \
   "${TRAINER:-$here/build/trainer}" "$@"

@@ -123,6 +123,8 @@ std::vector<ConfigField> make_fields() {
             int_at_least(&C::eval_every_epochs, 1)),
       field("eval_limit", &C::eval_limit, R::kControl, "evaluate only the first N words (0 = all)",
             int_at_least(&C::eval_limit, 0)),
+      field("beam_size", &C::beam_size, R::kControl, "beam search width for evaluation (1 = greedy)",
+            int_at_least(&C::beam_size, 1)),
       // hardware
       field("device", &C::device, R::kControl, "cpu | cuda | auto", one_of(&C::device, {"cpu", "cuda", "auto"})),
       field("amp", &C::amp, R::kTuning, "mixed precision: none | bf16 | fp16",
@@ -164,6 +166,17 @@ std::vector<ConfigField> make_fields() {
   };
 }
 
+// Command-line strings are bytes; the config is JSON text, which must be valid UTF-8. Asking the
+// JSON writer itself keeps this check exactly as strict as the writing of checkpoints.
+bool is_utf8(const std::string& s) {
+  try {
+    (void)json(s).dump();
+    return true;
+  } catch (const json::type_error&) {
+    return false;
+  }
+}
+
 std::string json_type_name(const json& v) {
   if (v.is_boolean()) return "a boolean";
   if (v.is_number_integer() || v.is_number_unsigned()) return "an integer";
@@ -201,7 +214,10 @@ std::string TrainConfig::resolved_best_mode() const {
 
 TrainConfig config_from_json(const json& j, const std::string& origin, TrainConfig cfg) {
   if (!j.is_object()) throw ConfigError(origin + ": expected a JSON object of config keys, got " + json_type_name(j));
-  for (const auto& [key, value] : j.items()) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    // Named references, not structured bindings: C++17 lambdas cannot capture those.
+    const std::string& key = it.key();
+    const json& value = it.value();
     const ConfigField* f = find_field(key);
     if (!f || f->name != key)
       throw ConfigError(origin + ": unknown key '" + key + "' (trainer --help lists the keys)");
@@ -304,6 +320,8 @@ void set_field_from_string(TrainConfig& cfg, const std::string& name, const std:
 
 void validate(const TrainConfig& cfg, const std::string& origin) {
   for (const auto& f : config_fields()) {
+    if (auto m = std::get_if<std::string TrainConfig::*>(&f.member); m && !is_utf8(cfg.**m))
+      throw ConfigError(origin + ": field '" + f.name + "': expected UTF-8 text, got bytes that are not");
     std::string expected = f.check(cfg);
     if (!expected.empty())
       throw ConfigError(origin + ": field '" + f.name + "': expected " + expected + ", got " +
@@ -332,7 +350,8 @@ json config_to_json(const TrainConfig& cfg) {
 
 std::string field_value_text(const TrainConfig& cfg, const ConfigField& f) {
   std::string out;
-  std::visit([&](auto m) { out = json(cfg.*m).dump(); }, f.member);
+  // replace: a message about a bad value must not itself fail on it.
+  std::visit([&](auto m) { out = json(cfg.*m).dump(-1, ' ', false, json::error_handler_t::replace); }, f.member);
   return out;
 }
 

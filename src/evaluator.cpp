@@ -44,9 +44,9 @@ EvalResult Evaluator::evaluate(G2PTransformer& model, Split split, const EvalOpt
     tokens += mask.sum().item<double>();
     correct += logits.argmax(-1).eq(batch.target_out).logical_and(mask).sum().item<double>();
 
-    // Greedy decoding, scored against every pronunciation of the word.
+    // Decoding, scored against every pronunciation of the word.
     int64_t max_len = batch.source.size(1) + 8;
-    auto decoded = model->greedy_decode(batch.source, max_len).to(at::kCPU).contiguous();
+    auto decoded = model->beam_decode(batch.source, max_len, options.beam).to(at::kCPU).contiguous();
     for (size_t k = start; k < end; ++k) {
       auto row = decoded[static_cast<int64_t>(k - start)];
       std::vector<int64_t> ids(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + row.numel());

@@ -8,8 +8,7 @@ namespace resumable {
 
 namespace F = torch::nn::functional;
 
-MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t d_model, int64_t heads, double dropout)
-    : heads_(heads), dropout_(dropout) {
+MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t d_model, int64_t heads) : heads_(heads) {
   q_ = register_module("q", torch::nn::Linear(d_model, d_model));
   kv_ = register_module("kv", torch::nn::Linear(d_model, 2 * d_model));
   out_ = register_module("out", torch::nn::Linear(d_model, d_model));
@@ -23,23 +22,22 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& query, const 
   auto kv = kv_(memory).view({b, tk, 2, heads_, hd}).permute({2, 0, 3, 1, 4});
   std::optional<torch::Tensor> mask;
   if (key_mask.defined()) mask = key_mask;
-  auto y = at::scaled_dot_product_attention(q, kv[0], kv[1], mask, is_training() ? dropout_ : 0.0, causal);
+  auto y = at::scaled_dot_product_attention(q, kv[0], kv[1], mask, 0.0, causal);
   return out_(y.transpose(1, 2).reshape({b, tq, d}));
 }
 
-FeedForwardImpl::FeedForwardImpl(int64_t d_model, int64_t ff_dim, double dropout) {
+FeedForwardImpl::FeedForwardImpl(int64_t d_model, int64_t ff_dim) {
   in_ = register_module("in", torch::nn::Linear(d_model, ff_dim));
   out_ = register_module("out", torch::nn::Linear(ff_dim, d_model));
-  dropout_ = register_module("dropout", torch::nn::Dropout(dropout));
 }
 
-torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) { return out_(dropout_(F::gelu(in_(x)))); }
+torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) { return out_(F::gelu(in_(x))); }
 
 EncoderLayerImpl::EncoderLayerImpl(const ModelOptions& o) {
   norm1_ = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
-  attention_ = register_module("attention", MultiHeadAttention(o.d_model, o.heads, o.dropout));
+  attention_ = register_module("attention", MultiHeadAttention(o.d_model, o.heads));
   norm2_ = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
-  ff_ = register_module("ff", FeedForward(o.d_model, o.ff_dim, o.dropout));
+  ff_ = register_module("ff", FeedForward(o.d_model, o.ff_dim));
   dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout));
 }
 
@@ -51,11 +49,11 @@ torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelOptions& o) {
   norm1_ = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
-  self_attention_ = register_module("self_attention", MultiHeadAttention(o.d_model, o.heads, o.dropout));
+  self_attention_ = register_module("self_attention", MultiHeadAttention(o.d_model, o.heads));
   norm2_ = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
-  cross_attention_ = register_module("cross_attention", MultiHeadAttention(o.d_model, o.heads, o.dropout));
+  cross_attention_ = register_module("cross_attention", MultiHeadAttention(o.d_model, o.heads));
   norm3_ = register_module("norm3", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
-  ff_ = register_module("ff", FeedForward(o.d_model, o.ff_dim, o.dropout));
+  ff_ = register_module("ff", FeedForward(o.d_model, o.ff_dim));
   dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout));
 }
 
@@ -143,6 +141,47 @@ torch::Tensor G2PTransformerImpl::greedy_decode(const torch::Tensor& source, int
     finished = finished.logical_or(next.eq(Vocabulary::kEos));
     if (finished.all().item<bool>()) break;
   }
+  return out.narrow(1, 1, out.size(1) - 1);
+}
+
+torch::Tensor G2PTransformerImpl::beam_decode(const torch::Tensor& source, int64_t max_len, int64_t beam) {
+  if (beam <= 1) return greedy_decode(source, max_len);
+  torch::Tensor key_mask;
+  auto memory = encode(source, key_mask);
+  const int64_t b = source.size(0), k = beam, rows = b * k;
+  // Every word's memory repeated for its k hypotheses: row r belongs to word r / k.
+  memory = memory.repeat_interleave(k, 0);
+  key_mask = key_mask.repeat_interleave(k, 0);
+  auto opts = source.options();
+  auto seqs = torch::full({rows, 1}, Vocabulary::kBos, opts);
+  // Only the first hypothesis of each word is live at the start, so the k beams do not start as copies.
+  auto scores = torch::full({b, k}, -1e9, source.options().dtype(torch::kFloat));
+  scores.select(1, 0).fill_(0);
+  auto finished = torch::zeros({rows}, opts.dtype(torch::kBool));
+  auto lengths = torch::zeros({rows}, opts.dtype(torch::kFloat));
+  const int64_t vocab = options_.target_vocab;
+  for (int64_t t = 0; t < max_len; ++t) {
+    auto logp = torch::log_softmax(decode(seqs, memory, key_mask).select(1, t).to(torch::kFloat), -1);
+    // A finished hypothesis may only extend with padding, at no cost, so its score stays put.
+    auto frozen = torch::full({vocab}, -1e9, logp.options());
+    frozen[Vocabulary::kPad] = 0;
+    logp = torch::where(finished.unsqueeze(1), frozen.unsqueeze(0), logp);
+    auto candidates = (scores.view({rows, 1}) + logp).view({b, k * vocab});
+    auto [top, index] = candidates.topk(k, 1);
+    auto from = index.div(vocab, "floor") + torch::arange(b, opts).unsqueeze(1) * k;  // source row
+    auto token = index.remainder(vocab);
+    from = from.view({rows});
+    seqs = torch::cat({seqs.index_select(0, from), token.view({rows, 1})}, 1);
+    finished = finished.index_select(0, from);
+    lengths = lengths.index_select(0, from) + finished.logical_not().to(torch::kFloat);
+    finished = finished.logical_or(token.view({rows}).eq(Vocabulary::kEos));
+    scores = top;
+    if (finished.all().item<bool>()) break;
+  }
+  // Length normalization, so short hypotheses do not win only by being short.
+  auto normalized = scores / lengths.view({b, k}).clamp_min(1);
+  auto best = normalized.argmax(1) + torch::arange(b, opts) * k;
+  auto out = seqs.index_select(0, best);
   return out.narrow(1, 1, out.size(1) - 1);
 }
 

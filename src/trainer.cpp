@@ -440,7 +440,7 @@ bool Trainer::end_epoch() {
 
 EvalResult Trainer::validate() {
   auto start = Clock::now();
-  EvalResult r = evaluator_->evaluate(model_, Split::kValidation, {cfg_.eval_batch_size, cfg_.eval_limit});
+  EvalResult r = evaluator_->evaluate(model_, Split::kValidation, {cfg_.eval_batch_size, cfg_.eval_limit, cfg_.beam_size});
   // Evaluation time must not count as training throughput.
   last_report_time_ += std::chrono::duration_cast<Clock::duration>(Clock::now() - start);
   return r;
@@ -584,12 +584,15 @@ void Trainer::report_progress(const StepResult& r, bool force_line) {
 int Trainer::evaluate() {
   const LoadedCheckpoint& ck = *plan_.checkpoint;
   load_model_state_dict(*model_, StateReader(ck.root, ck.path)["model"]);
-  EvalResult r = evaluator_->evaluate(model_, Split::kTest, {cfg_.eval_batch_size, cfg_.eval_limit});
-  nlohmann::json j = {{"split", "test"},     {"checkpoint", ck.path}, {"position", position_text(ck)},
-                      {"words", r.words},     {"wer", r.wer},          {"per", r.per},
-                      {"loss", r.loss},       {"token_acc", r.token_acc}};
-  log::info("test: WER {:.2f}%, PER {:.2f}%, loss {:.4f}, token acc {:.4f} on {} words ({})", 100 * r.wer,
-               100 * r.per, r.loss, r.token_acc, static_cast<int64_t>(r.words), ck.path);
+  nlohmann::json j = {{"checkpoint", ck.path}, {"position", position_text(ck)}, {"beam", cfg_.beam_size}};
+  for (auto [split, name] : {std::pair{Split::kValidation, "validation"}, std::pair{Split::kTest, "test"}}) {
+    auto start = Clock::now();
+    EvalResult r = evaluator_->evaluate(model_, split, {cfg_.eval_batch_size, cfg_.eval_limit, cfg_.beam_size});
+    j[name] = {{"words", r.words}, {"wer", r.wer}, {"per", r.per}, {"loss", r.loss}, {"token_acc", r.token_acc}};
+    log::info("{}: WER {:.2f}%, PER {:.2f}%, loss {:.4f}, token acc {:.4f} on {} words (beam {}, {:.1f}s) of {}", name,
+              100 * r.wer, 100 * r.per, r.loss, r.token_acc, static_cast<int64_t>(r.words), cfg_.beam_size,
+              seconds_since(start), ck.path);
+  }
   if (dist_.is_main()) std::printf("%s\n", j.dump().c_str());
   return exit_code::kDone;
 }

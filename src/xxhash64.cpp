@@ -42,6 +42,7 @@ XXH64::XXH64(uint64_t seed) : seed_(seed) {
 }
 
 void XXH64::update(const void* data, size_t size) {
+  if (size == 0) return;  // data may be null then, which memcpy must not see
   const auto* p = static_cast<const unsigned char*>(data);
   total_ += size;
   if (buffered_ + size < 32) {

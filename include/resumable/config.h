@@ -53,6 +53,7 @@ struct TrainConfig {
   int64_t eval_batch_size = 512; // words per rank per evaluation batch
   int64_t eval_every_epochs = 1; // validate after every N epochs
   int64_t eval_limit = 0;        // evaluate only the first N words of a split (0 = all)
+  int64_t beam_size = 1;         // hypotheses per word in decoding (1 = greedy)
 
   // --- hardware
   std::string device = "auto";   // cpu | cuda | auto

@@ -15,6 +15,7 @@ class Distributed;
 struct EvalOptions {
   int64_t batch_size = 512;  // words per rank per batch
   int64_t limit = 0;         // first N words of the split (0 = all)
+  int64_t beam = 1;          // beam width of decoding (1 = greedy)
 };
 
 class Evaluator {

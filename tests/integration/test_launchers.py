@@ -55,6 +55,9 @@ def test_eval_reports_test_metrics(tmp_path):
     code, out = run(["--run-dir", tmp_path, "--eval"])
     line = [l for l in out.splitlines() if l.startswith("{")][-1]
     result = json.loads(line)
-    assert result["split"] == "test" and result["words"] == 400
-    assert 0 <= result["wer"] <= 1 and 0 <= result["per"]
+    for split in ("validation", "test"):
+        assert result[split]["words"] == 400
+        assert 0 <= result[split]["wer"] <= 1 and 0 <= result[split]["per"]
     assert result["checkpoint"].endswith("best.pt")
+    code, out = run(["--run-dir", tmp_path, "--eval", "--beam-size", 3])
+    assert "beam 3" in out

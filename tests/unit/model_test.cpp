@@ -81,4 +81,61 @@ TEST(G2PTransformer, LearnsACopyTaskAndGreedyDecodesIt) {
   auto decoded = m->greedy_decode(src, 8);
   ASSERT_GE(decoded.size(1), 5);
   EXPECT_TRUE(torch::equal(decoded.narrow(1, 0, 5), out)) << decoded << out;
+  auto beamed = m->beam_decode(src, 8, 3);
+  ASSERT_GE(beamed.size(1), 5);
+  EXPECT_TRUE(torch::equal(beamed.narrow(1, 0, 5), out)) << beamed << out;
+  EXPECT_TRUE(torch::equal(m->beam_decode(src, 8, 1), decoded));
+}
+
+TEST(G2PTransformer, BeamSearchFindsMoreLikelyOutputsThanGreedy) {
+  // A half-trained model is uncertain, which is where greedy decoding goes wrong.
+  torch::manual_seed(11);
+  ModelOptions o = small();
+  o.dropout = 0;
+  G2PTransformer m(o);
+  torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(3e-3));
+  for (int step = 0; step < 40; ++step) {
+    auto src = torch::randint(4, 9, {32, 4}, torch::kLong);
+    auto out = torch::cat({src.flip(1), torch::full({32, 1}, Vocabulary::kEos, torch::kLong)}, 1);
+    auto in = torch::cat({torch::full({32, 1}, Vocabulary::kBos, torch::kLong), src.flip(1)}, 1);
+    opt.zero_grad();
+    torch::nn::functional::cross_entropy(m->forward(src, in).reshape({-1, 9}), out.reshape({-1})).backward();
+    opt.step();
+  }
+  m->eval();
+  torch::NoGradGuard g;
+  auto src = torch::randint(4, 12, {32, 5}, torch::kLong);
+  // Length-normalized log-probability of each row's output up to and including its EOS.
+  auto score = [&](const torch::Tensor& ids) {
+    auto in = torch::cat({torch::full({ids.size(0), 1}, Vocabulary::kBos, torch::kLong), ids.narrow(1, 0, ids.size(1) - 1)}, 1);
+    auto logp = torch::log_softmax(m->forward(src, in), -1).gather(2, ids.unsqueeze(2)).squeeze(2);
+    std::vector<double> out;
+    for (int64_t r = 0; r < ids.size(0); ++r) {
+      double total = 0;
+      int64_t n = 0;
+      for (int64_t t = 0; t < ids.size(1); ++t) {
+        total += logp[r][t].item<double>();
+        ++n;
+        if (ids[r][t].item<int64_t>() == Vocabulary::kEos) break;
+      }
+      out.push_back(total / n);
+    }
+    return out;
+  };
+  const int64_t len = 8;
+  auto pad_to = [&](torch::Tensor t) {
+    return t.size(1) >= len ? t : torch::cat({t, torch::full({t.size(0), len - t.size(1)}, Vocabulary::kPad, torch::kLong)}, 1);
+  };
+  auto greedy = pad_to(m->greedy_decode(src, len)), beam = pad_to(m->beam_decode(src, len, 5));
+  auto gs = score(greedy), bs = score(beam);
+  double g_total = 0, b_total = 0;
+  int differ = 0;
+  for (size_t r = 0; r < gs.size(); ++r) {
+    g_total += gs[r];
+    b_total += bs[r];
+    differ += torch::equal(greedy[r], beam[r]) ? 0 : 1;
+  }
+  EXPECT_GT(differ, 0) << "beam search never left the greedy path";
+  // A heuristic, not a per-word guarantee; over the rows it must find the likelier outputs.
+  EXPECT_GT(b_total, g_total);
 }
