@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <string>
 
-#include "resumable/checkpoint_summary.h"
+#include "resumable/checkpoint_verify.h"
 #include "resumable/errors.h"
 
 namespace resumable {
@@ -14,7 +14,7 @@ int verify(int argc, char** argv) {
   int bad = 0;
   for (int i = 0; i < argc; ++i) {
     try {
-      CheckpointSummary s = summarize_checkpoint(read_checkpoint(argv[i]));
+      CheckpointSummary s = verify_checkpoint(read_checkpoint(argv[i]));
       std::printf("OK   %s  step %lld, epoch %lld, %.1f MB, %s, saved by %lld rank(s)\n", argv[i],
                   static_cast<long long>(s.global_step), static_cast<long long>(s.epoch), s.bytes / 1e6,
                   s.checksum.c_str(), static_cast<long long>(s.world_size));

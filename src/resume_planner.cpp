@@ -8,7 +8,7 @@
 
 #include "resumable/checkpoint_manager.h"
 #include "resumable/checkpoint_state.h"
-#include "resumable/checkpoint_summary.h"
+#include "resumable/checkpoint_verify.h"
 #include "resumable/distributed.h"
 
 namespace resumable {
@@ -37,7 +37,7 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation) {
   CheckpointManager manager(cfg.resolved_run_dir() + "/checkpoints", {});
   const std::string& from = cfg.resume_from;
   Decision d;
-  auto check = [](const LoadedCheckpoint& ck) { summarize_checkpoint(ck); };
+  auto check = [](const LoadedCheckpoint& ck) { verify_checkpoint(ck); };
   auto resume_file = [&](const std::string& path) {
     d.kind = ResumePlan::Kind::kResume;
     d.path = path;

@@ -1,7 +1,7 @@
 // A checkpoint's layout check and summary, readable without training: every section the trainer
-// needs is present and typed right. Used before a file is trusted for resume (so a file that
-// verifies but lacks a field is "not good" and the fallback moves on), by `trainer ckpt verify`,
-// and in messages.
+// needs is present and typed right. verify_checkpoint() builds on it before a file is trusted for
+// resume (so a file whose checksum holds but whose contents do not fit is "not good" and the
+// fallback moves on) and for `trainer ckpt verify`.
 #pragma once
 
 #include <string>

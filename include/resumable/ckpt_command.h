@@ -1,5 +1,6 @@
 // `trainer ckpt SUBCOMMAND ...`: checkpoint tools that need no training set-up.
-//   verify FILE...   integrity (checksum) and layout of each file; exit 0 only if all are good.
+//   verify FILE...   integrity (checksum), layout, and that model and optimizer states load into
+//                    the saved architecture; exit 0 only if every file is good.
 #pragma once
 
 namespace resumable {

@@ -216,6 +216,22 @@ def good_checkpoint(tmp_path_factory):
     return d / "checkpoints" / "last.pt"
 
 
+def content_spans(archive: bytes):
+    """(offset, size) of the pickle and tensor records inside a checkpoint zip, largest first."""
+    import io
+    import struct
+    import zipfile
+    spans = []
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        for info in z.infolist():
+            name = info.filename.split("/", 1)[1]
+            if name == "data.pkl" or name.startswith("data/"):
+                name_len, extra_len = struct.unpack_from("<HH", archive, info.header_offset + 26)
+                if info.file_size:
+                    spans.append((info.header_offset + 30 + name_len + extra_len, info.file_size))
+    return sorted(spans, key=lambda s: -s[1])
+
+
 def damaged_variants(good: Path, out: Path):
     data = good.read_bytes()
     rng = random.Random(5)
@@ -230,9 +246,12 @@ def damaged_variants(good: Path, out: Path):
     put("zip-header-then-junk", data[:64] + bytes(rng.randrange(256) for _ in range(4096)))
     for k in range(12):
         put(f"truncated-{k}", data[: int(len(data) * (k + 0.5) / 12)])
+    # Bit flips inside the contents (the pickle and tensor records), not in zip padding.
+    spans = content_spans(data)
     for k in range(8):
         b = bytearray(data)
-        pos = rng.randrange(1024, len(b) - 1024)  # inside the contents
+        start, size = spans[k % len(spans)]
+        pos = start + rng.randrange(size)
         b[pos] ^= 1 << rng.randrange(8)
         put(f"bitflip-{k}", bytes(b))
 
