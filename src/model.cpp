@@ -8,6 +8,19 @@ namespace resumable {
 
 namespace F = torch::nn::functional;
 
+ModelOptions model_options(const TrainConfig& cfg, int64_t source_vocab, int64_t target_vocab) {
+  ModelOptions o;
+  o.source_vocab = source_vocab;
+  o.target_vocab = target_vocab;
+  o.d_model = cfg.d_model;
+  o.heads = cfg.heads;
+  o.encoder_layers = cfg.encoder_layers;
+  o.decoder_layers = cfg.decoder_layers;
+  o.ff_dim = cfg.ff_dim;
+  o.dropout = cfg.dropout;
+  return o;
+}
+
 MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t d_model, int64_t heads) : heads_(heads) {
   q_ = register_module("q", torch::nn::Linear(d_model, d_model));
   kv_ = register_module("kv", torch::nn::Linear(d_model, 2 * d_model));

@@ -114,12 +114,12 @@ void Trainer::reconcile_config(const CliArgs& cli) {
   if (!plan_.checkpoint) return;
   const LoadedCheckpoint& ck = *plan_.checkpoint;
   StateReader root(ck.root, ck.path);
-  TrainConfig saved;
   try {
-    saved = config_from_json(nlohmann::json::parse(state_to_json_text(root["config"])), ck.path + ": saved config");
+    saved_cfg_ = config_from_json(nlohmann::json::parse(state_to_json_text(root["config"])), ck.path + ": saved config");
   } catch (const ConfigError& e) {
     throw CheckpointError(e.what());
   }
+  const TrainConfig& saved = *saved_cfg_;
   if (!cli.config_path) {
     TrainConfig base = saved;
     for (const auto& f : config_fields())  // per-invocation fields never come from the file
@@ -163,15 +163,7 @@ void Trainer::load_data() {
 }
 
 void Trainer::build_model() {
-  ModelOptions o;
-  o.source_vocab = data_.graphemes.size();
-  o.target_vocab = data_.phonemes.size();
-  o.d_model = cfg_.d_model;
-  o.heads = cfg_.heads;
-  o.encoder_layers = cfg_.encoder_layers;
-  o.decoder_layers = cfg_.decoder_layers;
-  o.ff_dim = cfg_.ff_dim;
-  o.dropout = cfg_.dropout;
+  ModelOptions o = model_options(cfg_, data_.graphemes.size(), data_.phonemes.size());
   // Same initial weights on every rank (rank 0's are broadcast anyway), then per-rank streams.
   torch::manual_seed(static_cast<uint64_t>(cfg_.seed));
   model_ = G2PTransformer(o);
@@ -226,7 +218,7 @@ std::string Trainer::data_fingerprint() const {
 
 void Trainer::restore(const LoadedCheckpoint& ck) {
   StateReader root(ck.root, ck.path);
-  TrainConfig saved = config_from_json(nlohmann::json::parse(state_to_json_text(root["config"])), ck.path);
+  const TrainConfig& saved = *saved_cfg_;
   if (root["data"]["fingerprint"].to_string() != data_fingerprint())
     root["data"]["fingerprint"].fail("the training data differs from the checkpoint's (same dictionary, "
                                      "val/test fractions and limit_words are needed to resume)");
@@ -267,7 +259,8 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   std::vector<std::string> notes;
   for (const auto& d : diff_configs(saved, cfg_)) {
     if (d.role == FieldRole::kTuning || d.role == FieldRole::kSchedule)
-      notes.push_back(d.field + " " + d.saved + " -> " + d.given);
+      notes.push_back(d.field + " " + d.saved + " -> " + d.given +
+                      (d.field.rfind("warmup", 0) == 0 ? " (ignored: the saved warmup is kept)" : ""));
   }
   if (cfg_.batch_size != saved.batch_size) sampler_->set_batch_size(cfg_.batch_size);
   if (cfg_.lr != saved.lr || cfg_.min_lr != saved.min_lr) schedule_.rescale_lr(cfg_.lr, cfg_.min_lr);

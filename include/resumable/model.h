@@ -13,6 +13,8 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include "resumable/config.h"
+
 namespace resumable {
 
 struct ModelOptions {
@@ -25,6 +27,9 @@ struct ModelOptions {
   int64_t ff_dim = 512;
   double dropout = 0.1;
 };
+
+// The architecture a config describes, for vocabularies of the given sizes.
+ModelOptions model_options(const TrainConfig& cfg, int64_t source_vocab, int64_t target_vocab);
 
 class MultiHeadAttentionImpl : public torch::nn::Module {
  public:

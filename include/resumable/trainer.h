@@ -80,6 +80,7 @@ class Trainer {
   Distributed& dist_;
   c10::Device device_;
   ResumePlan plan_;
+  std::optional<TrainConfig> saved_cfg_;  // the config of the checkpoint being resumed, if any
 
   std::vector<Pronunciation> entries_;
   G2PCorpus corpus_;

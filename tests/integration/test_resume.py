@@ -188,3 +188,48 @@ def test_python_reads_every_section(tmp_path):
     assert ck["sampler"]["cursor"] == 4 * 64 and ck["world_size"] == 2
     assert ck["history"]["train_loss"].dtype == torch.float64 and len(ck["history"]["train_loss"]) == 4
     assert ck["config"]["batch_size"] == 64 and ck["vocabulary"]["phonemes"][0] == "AA"
+
+
+@pytest.mark.parametrize("answer,expect", [("n", "not resuming: moved"), ("", "resumed from")])
+def test_terminal_asks_before_resuming(tmp_path, answer, expect):
+    """On a terminal --resume auto asks first; in batch jobs (no TTY, or CI set) it never waits."""
+    import os
+    import pty
+    import subprocess
+    from conftest import TINY, TRAINER
+    run(["--run-dir", tmp_path, "--max-steps", 3])
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    p = subprocess.Popen([TRAINER, "--config", TINY, "--run-dir", str(tmp_path), "--max-steps", "4"],
+                         stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True)
+    os.close(follower)
+    seen = b""
+    deadline = time.time() + 60
+    while b"[Y/n]" not in seen and time.time() < deadline:
+        seen += os.read(leader, 4096)
+    assert b"Resume from " in seen and b"(epoch 0, step 3)? [Y/n]" in seen, seen
+    os.write(leader, (answer + "\n").encode())
+    while p.poll() is None:
+        try:
+            seen += os.read(leader, 4096)
+        except OSError:
+            break
+    p.wait(timeout=60)
+    os.close(leader)
+    assert p.returncode == 0, seen.decode(errors="replace")[-2000:]
+    assert expect in seen.decode(errors="replace")
+
+
+def test_fp16_loss_scaler_state_resumes_exactly(tmp_path):
+    """Mixed precision with the dynamic loss scaler: its scale and counters are checkpointed, so a
+    resumed fp16 run equals an uninterrupted one (CPU autocast here; the same code runs on GPU)."""
+    args = ["--amp", "fp16", "--epochs", 1]
+    run(["--run-dir", tmp_path / "a"] + args)
+    run(["--run-dir", tmp_path / "b", "--max-steps", 30] + args)
+    run(["--run-dir", tmp_path / "b"] + args)
+    a, b = load(tmp_path / "a" / "checkpoints" / "last.pt"), load(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert a["loss_scaler"]["enabled"] is True and a["loss_scaler"]["scale"] > 0
+    # Clean steps counted across the resume at step 30: a scaler restarted fresh would count fewer.
+    assert a["loss_scaler"]["growth_tracker"] + a["loss_scaler"]["skipped_steps"] > 30
+    assert a["loss_scaler"] == b["loss_scaler"]
+    assert_same_training(a, b, "fp16")

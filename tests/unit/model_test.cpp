@@ -19,6 +19,31 @@ ModelOptions small() {
   o.dropout = 0.1;
   return o;
 }
+// A synthetic task: the target is the source (reversed if asked), then EOS.
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> task_batch(int64_t n, bool reverse) {
+  auto src = torch::randint(4, 9, {n, 4}, torch::kLong);
+  auto target = reverse ? src.flip(1) : src;
+  auto out = torch::cat({target, torch::full({n, 1}, Vocabulary::kEos, torch::kLong)}, 1);
+  auto in = torch::cat({torch::full({n, 1}, Vocabulary::kBos, torch::kLong), target}, 1);
+  return {src, in, out};
+}
+
+G2PTransformer train_on_task(uint64_t seed, int steps, bool reverse) {
+  torch::manual_seed(seed);
+  ModelOptions o = small();
+  o.dropout = 0;
+  G2PTransformer m(o);
+  torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(3e-3));
+  for (int step = 0; step < steps; ++step) {
+    auto [src, in, out] = task_batch(32, reverse);
+    opt.zero_grad();
+    torch::nn::functional::cross_entropy(m->forward(src, in).reshape({-1, 9}), out.reshape({-1})).backward();
+    opt.step();
+  }
+  m->eval();
+  return m;
+}
+
 }  // namespace
 
 TEST(G2PTransformer, ForwardShapesAndStableParameterNames) {
@@ -56,28 +81,10 @@ TEST(G2PTransformer, PaddingDoesNotChangeTheOutput) {
 }
 
 TEST(G2PTransformer, LearnsACopyTaskAndGreedyDecodesIt) {
-  // A real learning check: map each source symbol to a fixed target symbol.
-  torch::manual_seed(3);
-  ModelOptions o = small();
-  o.dropout = 0;
-  G2PTransformer m(o);
-  torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(3e-3));
-  auto make = [](int64_t n) {
-    auto src = torch::randint(4, 9, {n, 4}, torch::kLong);
-    auto out = torch::cat({src, torch::full({n, 1}, Vocabulary::kEos, torch::kLong)}, 1);
-    auto in = torch::cat({torch::full({n, 1}, Vocabulary::kBos, torch::kLong), src}, 1);
-    return std::tuple{src, in, out};
-  };
-  for (int step = 0; step < 300; ++step) {
-    auto [src, in, out] = make(32);
-    opt.zero_grad();
-    auto logits = m->forward(src, in);
-    torch::nn::functional::cross_entropy(logits.reshape({-1, 9}), out.reshape({-1})).backward();
-    opt.step();
-  }
-  m->eval();
+  // A real learning check: each source symbol maps to a fixed target symbol.
+  G2PTransformer m = train_on_task(3, 300, /*reverse=*/false);
   torch::NoGradGuard g;
-  auto [src, in, out] = make(16);
+  auto [src, in, out] = task_batch(16, false);
   auto decoded = m->greedy_decode(src, 8);
   ASSERT_GE(decoded.size(1), 5);
   EXPECT_TRUE(torch::equal(decoded.narrow(1, 0, 5), out)) << decoded << out;
@@ -89,20 +96,7 @@ TEST(G2PTransformer, LearnsACopyTaskAndGreedyDecodesIt) {
 
 TEST(G2PTransformer, BeamSearchFindsMoreLikelyOutputsThanGreedy) {
   // A half-trained model is uncertain, which is where greedy decoding goes wrong.
-  torch::manual_seed(11);
-  ModelOptions o = small();
-  o.dropout = 0;
-  G2PTransformer m(o);
-  torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(3e-3));
-  for (int step = 0; step < 40; ++step) {
-    auto src = torch::randint(4, 9, {32, 4}, torch::kLong);
-    auto out = torch::cat({src.flip(1), torch::full({32, 1}, Vocabulary::kEos, torch::kLong)}, 1);
-    auto in = torch::cat({torch::full({32, 1}, Vocabulary::kBos, torch::kLong), src.flip(1)}, 1);
-    opt.zero_grad();
-    torch::nn::functional::cross_entropy(m->forward(src, in).reshape({-1, 9}), out.reshape({-1})).backward();
-    opt.step();
-  }
-  m->eval();
+  G2PTransformer m = train_on_task(11, 40, /*reverse=*/true);
   torch::NoGradGuard g;
   auto src = torch::randint(4, 12, {32, 5}, torch::kLong);
   // Length-normalized log-probability of each row's output up to and including its EOS.
