@@ -8,6 +8,7 @@
 
 #include "resumable/atomic_file.h"
 #include "resumable/errors.h"
+#include "resumable/pickle_check.h"
 #include "resumable/xxhash64.h"
 
 namespace resumable {
@@ -170,7 +171,11 @@ LoadedCheckpoint parse_checkpoint(std::string bytes, const std::string& origin, 
       throw CheckpointError(origin + ": checksum mismatch (stored " + first_line(stored.substr(0, 40)) + ", contents give " +
                             actual + "): the file is damaged");
     out.checksum = actual;
-    // Only now, with the contents verified, does the unpickler see them.
+    // Only now, with the contents verified and the pickle's numbers bounded, does libtorch's
+    // unpickler see them.
+    for (const auto& [name, data] : records)
+      if (name == kPickle)
+        check_pickle_structure(std::string_view(static_cast<const char*>(data.get()), reader.getRecordSize(name)), origin);
     out.root = torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, at::Device(at::kCPU), reader);
   } catch (const CheckpointError&) {
     throw;

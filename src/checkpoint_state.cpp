@@ -250,7 +250,15 @@ void load_optimizer_state_dict(torch::optim::AdamW& optimizer, const torch::nn::
   }
 }
 
-std::string state_to_json_text(const StateReader& r) { return to_json(r).dump(); }
+std::string state_to_json_text(const StateReader& r) {
+  nlohmann::json j = to_json(r);
+  try {
+    return j.dump();
+  } catch (const nlohmann::json::type_error&) {
+    // JSON text must be UTF-8; a flipped bit in a saved string or key is damage, not a crash.
+    r.fail("holds text that is not valid UTF-8");
+  }
+}
 
 StateDict json_text_to_state_dict(const std::string& json_text) {
   StateDict d = new_state_dict();

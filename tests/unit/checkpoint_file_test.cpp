@@ -164,6 +164,15 @@ TEST(CheckpointFile, TensorWhoseShapeLiesAboutItsStorageIsRefused) {
   EXPECT_NE(e.find(path), std::string::npos) << "a lying shape was accepted";
 }
 
+TEST(CheckpointFile, ForgedPickleNeverReachesTheUnpicklerWithAHugeMemoIndex) {
+  // The fuzzer's find, behind a valid checksum: LONG_BINPUT 0x883e7cf0 makes libtorch's unpickler
+  // resize its memo table to ~36 GB. The structural check refuses it first, naming the file.
+  auto archive = resumable::detail::assemble_archive(std::string("\x80\x02}r\xf0\x7c\x3e\x88.", 9), {});
+  auto path = temp_path("forged-memo.pt");
+  write_bytes(path, archive.bytes);
+  EXPECT_EQ(read_error(path), path + ": pickle record: memo index 2285796592 skips ahead of 0 entries at byte 3");
+}
+
 TEST(CheckpointFile, ChecksumRecordIsRequired) {
   std::string bytes;
   caffe2::serialize::PyTorchStreamWriter w([&](const void* d, size_t n) {

@@ -52,6 +52,22 @@ TEST(StateReader, ErrorsNameFileAndFieldPath) {
             "ck.pt: field 'scheduler.total_steps': expected a dict, found a string");
 }
 
+TEST(StateReader, TextThatIsNotUtf8IsRefusedNotThrownThrough) {
+  // The fuzzer's find: a flipped bit in a saved config string made the JSON writer throw out of
+  // `ckpt info`. A damaged string or key is a checkpoint error naming the field.
+  StateDict d = new_state_dict();
+  StateDict config = new_state_dict();
+  config.insert("data", std::string("data/cmudict\xff.dict"));
+  d.insert("config", config);
+  StateReader r(d, "ck.pt");
+  EXPECT_EQ(error_of([&] { state_to_json_text(r["config"]); }), "ck.pt: field 'config': holds text that is not valid UTF-8");
+  config.insert_or_assign("data", std::string("data/cmudict.dict"));
+  config.insert("bad\xc3key", 1);
+  EXPECT_EQ(error_of([&] { state_to_json_text(r["config"]); }), "ck.pt: field 'config': holds text that is not valid UTF-8");
+  config.erase("bad\xc3key");
+  EXPECT_EQ(state_to_json_text(r["config"]), R"({"data":"data/cmudict.dict"})");
+}
+
 TEST(StateReader, TensorChecks) {
   StateDict d = new_state_dict();
   d.insert("t", torch::zeros({2, 3}));
