@@ -6,6 +6,8 @@
 #include <map>
 #include <sys/stat.h>
 
+#include <torch/csrc/jit/serialization/unpickler.h>
+
 #include "resumable/atomic_file.h"
 #include "resumable/errors.h"
 #include "resumable/pickle_check.h"
@@ -65,6 +67,74 @@ class MemoryReader : public caffe2::serialize::ReadAdapterInterface {
  private:
   const std::string& bytes_;
 };
+
+struct Record {
+  at::DataPtr data;
+  size_t size = 0;
+};
+
+// Every tensor's storage must lie inside the record it came from. libtorch sizes a storage by the
+// element count written in the pickle, not by its record, so a forged count would let a later read
+// run past the buffer. Iterative: a forged pickle may nest containers deeper than the C++ stack.
+void check_storages(const c10::IValue& root, const std::map<const void*, size_t>& record_bytes, const std::string& origin) {
+  std::vector<const c10::IValue*> todo{&root};
+  while (!todo.empty()) {
+    const c10::IValue* v = todo.back();
+    todo.pop_back();
+    if (v->isTensor()) {
+      const at::Tensor& t = v->toTensor();
+      if (!t.has_storage()) continue;
+      size_t need = t.storage().nbytes();
+      if (need == 0) continue;
+      auto it = record_bytes.find(t.storage().data());
+      size_t have = it == record_bytes.end() ? 0 : it->second;
+      if (need > have)
+        throw CheckpointError(origin + ": a tensor storage claims " + std::to_string(need) + " bytes, its record holds " +
+                              std::to_string(have));
+    } else if (v->isGenericDict()) {
+      for (const auto& kv : v->toGenericDict()) {
+        todo.push_back(&kv.key());
+        todo.push_back(&kv.value());
+      }
+    } else if (v->isList()) {
+      for (const c10::IValue& item : v->toListRef()) todo.push_back(&item);
+    } else if (v->isTuple()) {
+      for (const c10::IValue& item : v->toTupleRef().elements()) todo.push_back(&item);
+    }
+  }
+}
+
+// Unpickles the verified records: the pickle is walked first (check_pickle_structure), tensor
+// records are handed over from memory (each once), and every storage is checked against its record.
+c10::IValue unpickle(std::map<std::string, Record>& records, uint64_t version, const std::string& origin) {
+  auto pickle = records.find(kPickle);
+  if (pickle == records.end()) throw CheckpointError(origin + ": no " + std::string(kPickle) + " record");
+  std::string_view text(static_cast<const char*>(pickle->second.data.get()), pickle->second.size);
+  check_pickle_structure(text, origin);
+  size_t pos = 0;
+  auto read = [&](char* buf, size_t n) {
+    n = std::min(n, text.size() - pos);
+    std::memcpy(buf, text.data() + pos, n);
+    pos += n;
+    return n;
+  };
+  std::map<const void*, size_t> record_bytes;
+  auto read_record = [&](const std::string& key) -> at::DataPtr {
+    auto it = records.find(kTensorDir + key);
+    if (it == records.end() || (it->second.size > 0 && !it->second.data))
+      throw CheckpointError(origin + ": the pickle names tensor record '" + key + "', which is missing or used twice");
+    record_bytes[it->second.data.get()] = it->second.size;
+    return std::move(it->second.data);
+  };
+  auto no_classes = [&](const c10::QualifiedName& name) -> c10::StrongTypePtr {
+    throw CheckpointError(origin + ": the pickle names class '" + name.qualifiedName() + "': not plain data");
+  };
+  torch::jit::Unpickler unpickler(read, no_classes, nullptr, read_record, at::Device(at::kCPU));
+  unpickler.set_version(version);
+  c10::IValue root = unpickler.parse_ivalue();
+  check_storages(root, record_bytes, origin);
+  return root;
+}
 
 }  // namespace
 
@@ -150,8 +220,8 @@ LoadedCheckpoint parse_checkpoint(std::string bytes, const std::string& origin, 
     if (!reader.hasRecord(kPickle)) throw CheckpointError(origin + ": no " + std::string(kPickle) + " record: not a PyTorch checkpoint");
     if (!reader.hasRecord(kChecksum))
       throw CheckpointError(origin + ": no checksum record: not written by this trainer, or damaged");
-    // Records are read into memory; a size beyond the file means a forged or damaged directory.
-    std::vector<std::pair<std::string, at::DataPtr>> records;
+    // Records are read into memory once; a size beyond the file means a forged or damaged directory.
+    std::map<std::string, Record> records;
     RecordDigest digest;
     std::string stored;
     for (const auto& name : reader.getAllRecords()) {
@@ -163,7 +233,7 @@ LoadedCheckpoint parse_checkpoint(std::string bytes, const std::string& origin, 
         stored.assign(static_cast<const char*>(data.get()), n);
       } else if (name == kPickle || name.rfind(kTensorDir, 0) == 0) {
         digest.add(name, data.get(), n);
-        records.emplace_back(name, std::move(data));
+        records[name] = Record{std::move(data), n};
       }
     }
     std::string actual = digest.finish();
@@ -171,12 +241,7 @@ LoadedCheckpoint parse_checkpoint(std::string bytes, const std::string& origin, 
       throw CheckpointError(origin + ": checksum mismatch (stored " + first_line(stored.substr(0, 40)) + ", contents give " +
                             actual + "): the file is damaged");
     out.checksum = actual;
-    // Only now, with the contents verified and the pickle's numbers bounded, does libtorch's
-    // unpickler see them.
-    for (const auto& [name, data] : records)
-      if (name == kPickle)
-        check_pickle_structure(std::string_view(static_cast<const char*>(data.get()), reader.getRecordSize(name)), origin);
-    out.root = torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, at::Device(at::kCPU), reader);
+    out.root = unpickle(records, reader.version(), origin);
   } catch (const CheckpointError&) {
     throw;
   } catch (const std::exception& e) {

@@ -45,8 +45,12 @@ def test_kill9_during_saves_never_leaves_a_bad_checkpoint(tmp_path, launcher, tr
         # 10 ms per 64 KiB written: a ~3 MB save takes about half a second, most of each step.
         p = start(["--run-dir", run_dir, "--save-every-steps", 3, "--epochs", 50, "--log-every-steps", 1],
                   launcher=launcher, np=2, env={"RESUMABLE_TEST_WRITE_DELAY_MS": "10"})
-        wait_for_line(p, "training:")
-        time.sleep(rng.uniform(0.2, 2.0))
+        # Aim at one of the next three saves after where this trial starts (the step's log line comes
+        # just before its save), anywhere from its start to a little past its end, whatever the load.
+        started = wait_for_line(p, "training:").splitlines()[-1]
+        first = int(re.search(r"step (\d+)/", started).group(1))
+        wait_for_line(p, f"step {(first // 3 + rng.randint(1, 3)) * 3}/")
+        time.sleep(rng.uniform(0.0, 0.6))
         kill_session(p, signal.SIGKILL)
         p.wait(timeout=30)
         p.stdout.close()

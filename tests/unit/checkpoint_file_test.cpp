@@ -137,23 +137,33 @@ TEST(CheckpointFile, NewerFormatAndMissingVersionAreRefused) {
   EXPECT_NE(read_error(path).find("format_version"), std::string::npos);
 }
 
-TEST(CheckpointFile, TensorWhoseShapeLiesAboutItsStorageIsRefused) {
-  // Pickle a 77-element tensor, then claim a 4096-element shape with a valid checksum on top.
+// A dict holding a 77-element tensor, pickled; BININT1 77 ("K\x4d") appears first as the storage's
+// element count, then as the shape. Forgeries rewrite them and add a valid checksum on top.
+struct Pickled {
+  std::string pickle;
+  std::vector<at::Tensor> storages;
+};
+Pickled pickle_with_77_floats() {
   StateDict d = new_state_dict();
   d.insert("format_version", kCheckpointFormatVersion);
   d.insert("t", torch::zeros({77}));
-  std::string pickle;
-  torch::jit::Pickler p([&](const char* b, size_t n) { pickle.append(b, n); }, nullptr, nullptr, nullptr, nullptr, false);
+  Pickled out;
+  torch::jit::Pickler p([&](const char* b, size_t n) { out.pickle.append(b, n); }, nullptr, nullptr, nullptr, nullptr, false);
   p.protocol();
   p.pushIValue(d);
   p.stop();
-  // BININT1 77 appears as the storage size and as the shape; rewrite the last one (the shape).
-  auto pos = pickle.rfind(std::string("K\x4d"));
+  out.storages = p.tensorData();
+  return out;
+}
+const std::string kBinInt4096("M\x00\x10", 3);
+
+TEST(CheckpointFile, TensorWhoseShapeLiesAboutItsStorageIsRefused) {
+  Pickled forged = pickle_with_77_floats();
+  auto pos = forged.pickle.rfind(std::string("K\x4d"));
   ASSERT_NE(pos, std::string::npos);
-  pickle.replace(pos, 2, std::string("M\x00\x10", 3));  // BININT2 4096
-  auto archive = resumable::detail::assemble_archive(pickle, p.tensorData());
+  forged.pickle.replace(pos, 2, kBinInt4096);
   auto path = temp_path("liar.pt");
-  write_bytes(path, archive.bytes);
+  write_bytes(path, resumable::detail::assemble_archive(forged.pickle, forged.storages).bytes);
   std::string e;
   try {
     LoadedCheckpoint ck = read_checkpoint(path);
@@ -162,6 +172,17 @@ TEST(CheckpointFile, TensorWhoseShapeLiesAboutItsStorageIsRefused) {
     e = err.what();
   }
   EXPECT_NE(e.find(path), std::string::npos) << "a lying shape was accepted";
+}
+
+TEST(CheckpointFile, StorageLargerThanItsRecordIsRefused) {
+  // Storage count and shape both say 4096 floats; the record holds 77. libtorch would size the
+  // storage from the pickle and a read would run 16 KB past the 308-byte buffer.
+  Pickled forged = pickle_with_77_floats();
+  for (size_t pos; (pos = forged.pickle.find(std::string("K\x4d"))) != std::string::npos;)
+    forged.pickle.replace(pos, 2, kBinInt4096);
+  auto path = temp_path("big-storage.pt");
+  write_bytes(path, resumable::detail::assemble_archive(forged.pickle, forged.storages).bytes);
+  EXPECT_EQ(read_error(path), path + ": a tensor storage claims 16384 bytes, its record holds 308");
 }
 
 TEST(CheckpointFile, ForgedPickleNeverReachesTheUnpicklerWithAHugeMemoIndex) {
