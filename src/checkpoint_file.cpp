@@ -107,9 +107,8 @@ void check_storages(const c10::IValue& root, const std::map<const void*, size_t>
 // Unpickles the verified records: the pickle is walked first (check_pickle_structure), tensor
 // records are handed over from memory (each once), and every storage is checked against its record.
 c10::IValue unpickle(std::map<std::string, Record>& records, uint64_t version, const std::string& origin) {
-  auto pickle = records.find(kPickle);
-  if (pickle == records.end()) throw CheckpointError(origin + ": no " + std::string(kPickle) + " record");
-  std::string_view text(static_cast<const char*>(pickle->second.data.get()), pickle->second.size);
+  const Record& pickle = records.at(kPickle);  // parse_checkpoint has checked that it is there
+  std::string_view text(static_cast<const char*>(pickle.data.get()), pickle.size);
   check_pickle_structure(text, origin);
   size_t pos = 0;
   auto read = [&](char* buf, size_t n) {
