@@ -63,16 +63,22 @@ CheckpointSummary summarize_checkpoint(const LoadedCheckpoint& ck) {
                             std::to_string(rng.size()));
   for (const auto& r : rng) r.to_tensor(at::kByte, 1);
 
-  try {
-    TrainConfig cfg = config_from_json(nlohmann::json::parse(state_to_json_text(root["config"])), ck.path + ": saved config");
-    validate(cfg, ck.path + ": saved config");
-  } catch (const ConfigError& e) {
-    throw CheckpointError(e.what());
-  }
+  saved_config(ck);
   for (const char* v : {"graphemes", "phonemes"})
     for (const auto& sym : root["vocabulary"][v].items()) sym.to_string();
   root["data"]["fingerprint"].to_string();
   return s;
+}
+
+TrainConfig saved_config(const LoadedCheckpoint& ck) {
+  const std::string origin = ck.path + ": saved config";
+  try {
+    TrainConfig cfg = config_from_json(nlohmann::json::parse(state_to_json_text(StateReader(ck.root, ck.path)["config"])), origin);
+    validate(cfg, origin);
+    return cfg;
+  } catch (const ConfigError& e) {
+    throw CheckpointError(e.what());
+  }
 }
 
 }  // namespace resumable

@@ -1,9 +1,6 @@
 #include "resumable/checkpoint_verify.h"
 
-#include <nlohmann/json.hpp>
-
 #include "resumable/checkpoint_state.h"
-#include "resumable/config.h"
 #include "resumable/model.h"
 #include "resumable/vocabulary.h"
 
@@ -12,7 +9,7 @@ namespace resumable {
 CheckpointSummary verify_checkpoint(const LoadedCheckpoint& ck) {
   CheckpointSummary s = summarize_checkpoint(ck);  // layout and types, config validated
   StateReader root(ck.root, ck.path);
-  TrainConfig cfg = config_from_json(nlohmann::json::parse(state_to_json_text(root["config"])), ck.path);
+  TrainConfig cfg = saved_config(ck);
   G2PTransformer model(model_options(
       cfg, Vocabulary::kNumSpecial + static_cast<int64_t>(root["vocabulary"]["graphemes"].items().size()),
       Vocabulary::kNumSpecial + static_cast<int64_t>(root["vocabulary"]["phonemes"].items().size())));

@@ -8,6 +8,7 @@
 
 #include <c10/core/impl/VirtualGuardImpl.h>
 
+#include "resumable/checkpoint_summary.h"
 #include "resumable/distributed.h"
 #include "resumable/log.h"
 #include "resumable/rng_state.h"
@@ -113,12 +114,7 @@ Trainer::~Trainer() = default;
 void Trainer::reconcile_config(const CliArgs& cli) {
   if (!plan_.checkpoint) return;
   const LoadedCheckpoint& ck = *plan_.checkpoint;
-  StateReader root(ck.root, ck.path);
-  try {
-    saved_cfg_ = config_from_json(nlohmann::json::parse(state_to_json_text(root["config"])), ck.path + ": saved config");
-  } catch (const ConfigError& e) {
-    throw CheckpointError(e.what());
-  }
+  saved_cfg_ = saved_config(ck);
   const TrainConfig& saved = *saved_cfg_;
   if (!cli.config_path) {
     TrainConfig base = saved;

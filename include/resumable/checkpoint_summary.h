@@ -7,6 +7,7 @@
 #include <string>
 
 #include "resumable/checkpoint_file.h"
+#include "resumable/config.h"
 
 namespace resumable {
 
@@ -32,5 +33,8 @@ struct CheckpointSummary {
 
 // Throws CheckpointError "PATH: field 'x.y': problem" on the first missing or mistyped field.
 CheckpointSummary summarize_checkpoint(const LoadedCheckpoint& ck);
+
+// The config a checkpoint was saved with, parsed and validated; CheckpointError if it is not one.
+TrainConfig saved_config(const LoadedCheckpoint& ck);
 
 }  // namespace resumable
