@@ -1,11 +1,14 @@
 """Issue 4: exact resume at any step, on signals, after damage, at another world size."""
+import os
+import pty
 import signal
+import subprocess
 import time
 
 import pytest
 import torch
 
-from conftest import assert_same_training, kill_session, load, run, start, wait_for_line
+from conftest import TINY, TRAINER, assert_same_training, kill_session, load, run, start, wait_for_line
 
 
 @pytest.mark.parametrize("stops", [[13, 67, 100], [1, 133], [66, 68]])
@@ -193,10 +196,6 @@ def test_python_reads_every_section(tmp_path):
 @pytest.mark.parametrize("answer,expect", [("n", "not resuming: moved"), ("", "resumed from")])
 def test_terminal_asks_before_resuming(tmp_path, answer, expect):
     """On a terminal --resume auto asks first; in batch jobs (no TTY, or CI set) it never waits."""
-    import os
-    import pty
-    import subprocess
-    from conftest import TINY, TRAINER
     run(["--run-dir", tmp_path, "--max-steps", 3])
     leader, follower = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "CI"}
