@@ -49,6 +49,15 @@ void write_torchrun_error_file(const LaunchEnv& env, const std::string& message)
   std::ofstream(env.error_file) << j.dump();
 }
 
+// Launchers that cannot pass an exit code on (torchrun exits 1 whatever its workers returned)
+// set RESUMABLE_EXIT_FILE; rank 0 writes its exit code there, so a wrapper script can tell
+// "stopped and saved" (75) from a crash.
+void write_exit_file(const LaunchEnv& env, int code) {
+  const char* path = std::getenv("RESUMABLE_EXIT_FILE");
+  if (!path || !*path || env.rank != 0) return;
+  std::ofstream(path) << code << "\n";
+}
+
 // ATen picks its CPU kernels once, at the first tensor operation, from ATEN_CPU_CAPABILITY; on some
 // AVX-512 CPUs (AMD Zen 4) it defaults to AVX2, which makes bf16 slow. An explicit environment
 // variable wins over the config.
@@ -125,6 +134,7 @@ int main(int argc, char** argv) {
     else std::fprintf(stderr, "trainer: error: %s\n", message.c_str());
     write_torchrun_error_file(env, message);
   }
+  write_exit_file(env, code);
   std::fflush(stdout);
   std::fflush(stderr);
   // Skip destructors on failure: a process group whose peer died may block in its destructor.
