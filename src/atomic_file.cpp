@@ -15,11 +15,7 @@
 namespace resumable {
 namespace {
 
-std::string dir_of(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
+std::string dir_of(const std::string& path) { return parent_directory(path); }
 std::string base_of(const std::string& path) {
   auto slash = path.find_last_of('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -31,7 +27,7 @@ std::string temp_name_for(const std::string& path) {
          std::to_string(getpid()) + "." + std::to_string(counter++);
 }
 [[noreturn]] void fail(const std::string& path, const std::string& what, int err) {
-  throw SaveError(path + ": " + what + ": " + std::strerror(err));
+  throw SaveError(path + ": " + what + ": " + std::strerror(err), err);
 }
 void delay() {
   if (int ms = test_write_delay_ms()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
@@ -83,21 +79,37 @@ void AtomicFileWriter::sync_and_close() {
   delay();
 }
 
-void AtomicFileWriter::commit() { commit_as({path_}); }
+void AtomicFileWriter::commit() {
+  Published p = commit_as({path_});
+  if (!p.problems.empty()) throw SaveError(p.problems.front());
+}
 
-void AtomicFileWriter::commit_as(const std::vector<std::string>& paths) {
+AtomicFileWriter::Published AtomicFileWriter::commit_as(const std::vector<std::string>& paths) {
   sync_and_close();
+  Published out;
   for (size_t i = 0; i < paths.size(); ++i) {
-    if (i + 1 == paths.size()) {
-      // The last name takes the temporary file itself.
-      if (::rename(temp_.c_str(), paths[i].c_str()) != 0) fail(paths[i], "cannot rename into place", errno);
-      committed_ = true;
-    } else {
-      publish_copy(temp_, paths[i]);
+    try {
+      if (i + 1 == paths.size()) {
+        // The last name takes the temporary file itself.
+        if (::rename(temp_.c_str(), paths[i].c_str()) != 0) fail(paths[i], "cannot rename into place", errno);
+        committed_ = true;
+      } else {
+        publish_copy(temp_, paths[i]);
+      }
+      out.names.push_back(paths[i]);
+    } catch (const SaveError& e) {
+      if (out.names.empty()) throw;  // nothing published: the caller's previous files are intact
+      out.problems.push_back(e.what());
     }
   }
   if (paths.empty()) ::unlink(temp_.c_str()), committed_ = true;
-  fsync_directory(dir_of(path_));
+  try {
+    fsync_directory(dir_of(path_));
+  } catch (const SaveError& e) {
+    if (out.names.empty()) throw;
+    out.problems.push_back(std::string(e.what()) + " (the new names are in place but may not survive a crash)");
+  }
+  return out;
 }
 
 void publish_copy(const std::string& source, const std::string& target) {
@@ -133,6 +145,31 @@ void fsync_directory(const std::string& dir) {
   ::close(fd);
   // Some file systems refuse fsync on directories (EINVAL); the rename is then as durable as they allow.
   if (rc != 0 && err != EINVAL) fail(dir, "cannot fsync directory", err);
+}
+
+std::string parent_directory(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+void create_directories(const std::string& dir) {
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = dir.find('/', pos + 1);
+    std::string partial = dir.substr(0, pos);
+    if (partial.empty() || partial == ".") continue;
+    if (::mkdir(partial.c_str(), 0755) == 0) {
+      // A new directory entry lives in its parent: without this fsync a crash may lose the
+      // directory, and with it every checkpoint written inside.
+      fsync_directory(parent_directory(partial));
+    } else {
+      int err = errno;
+      struct stat st;
+      // EEXIST, or EACCES for a parent that exists but is not ours to write: both are fine.
+      if (::stat(partial.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail(partial, "cannot create directory", err);
+    }
+  }
 }
 
 int remove_stale_temporaries(const std::string& dir) {

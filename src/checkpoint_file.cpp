@@ -1,10 +1,16 @@
 #include "resumable/checkpoint_file.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <cstring>
-#include <fstream>
+#include <fcntl.h>
 #include <map>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include <torch/csrc/jit/serialization/unpickler.h>
 
@@ -19,6 +25,7 @@ namespace {
 constexpr const char* kPickle = "data.pkl";
 constexpr const char* kTensorDir = "data/";
 constexpr const char* kChecksum = "checksum";
+constexpr const char* kMeta = "meta";
 
 // c10::Error text carries a C++ backtrace; users get its first line only.
 std::string first_line(const std::string& s) {
@@ -68,10 +75,89 @@ class MemoryReader : public caffe2::serialize::ReadAdapterInterface {
   const std::string& bytes_;
 };
 
+// Reads a file through its descriptor, so the size and the bytes come from the same open file.
+// I/O errors cannot cross the zip reader (C code): they are kept here and reported afterwards.
+class FdReader : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  FdReader(int fd, size_t size) : fd_(fd), size_(size) {}
+  size_t size() const override { return size_; }
+  size_t read(uint64_t pos, void* buf, size_t n, const char*) const override {
+    size_t done = 0;
+    while (done < n) {
+      ssize_t r = ::pread(fd_, static_cast<char*>(buf) + done, n - done, static_cast<off_t>(pos + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) error_ = errno;
+      if (r <= 0) break;
+      done += static_cast<size_t>(r);
+    }
+    return done;
+  }
+  int error() const { return error_; }
+
+ private:
+  int fd_;
+  size_t size_;
+  mutable int error_ = 0;
+};
+
+// An open checkpoint file: descriptor and size from fstat on it (never a stat of the path, which
+// may name another file by the time it is opened). Errors are the file system's: kUnreadable.
+class OpenFile {
+ public:
+  explicit OpenFile(const std::string& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) unreadable("cannot open checkpoint", errno);
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) unreadable("cannot stat checkpoint", errno);
+    if (!S_ISREG(st.st_mode)) throw CheckpointError(path + ": not a regular file");
+    if (st.st_size == 0) throw CheckpointError(path + ": empty file (0 bytes), not a checkpoint");
+    size_ = static_cast<size_t>(st.st_size);
+  }
+  ~OpenFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int fd() const { return fd_; }
+  size_t size() const { return size_; }
+  [[noreturn]] void unreadable(const std::string& what, int err) const {
+    throw CheckpointError(path_ + ": " + what + ": " + std::strerror(err) +
+                              " (a file system error, not damage: the file is left as it is)",
+                          CheckpointError::Kind::kUnreadable);
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  size_t size_ = 0;
+};
+
 struct Record {
   at::DataPtr data;
   size_t size = 0;
 };
+
+CheckpointMeta parse_meta(const std::string& record, const std::string& origin) {
+  auto bad = [&](const std::string& why) -> CheckpointError {
+    return CheckpointError(origin + ": record 'meta': " + why);
+  };
+  auto nl = record.rfind('\n');
+  if (nl == std::string::npos) throw bad("no checksum line");
+  std::string text = record.substr(0, nl);
+  if (record.substr(nl + 1) != "xxh64:" + hex64(xxhash64(text))) throw bad("checksum mismatch: the file is damaged");
+  CheckpointMeta m;
+  try {
+    auto j = nlohmann::json::parse(text);
+    m.step = j.at("step").get<int64_t>();
+    m.epoch = j.at("epoch").get<int64_t>();
+    m.segment = j.at("segment").get<int64_t>();
+    m.saved_at = j.at("saved_at").get<int64_t>();
+    for (const auto& a : j.at("resumed_from"))
+      m.resumed_from.push_back({a.at("checksum").get<std::string>(), a.at("path").get<std::string>()});
+  } catch (const nlohmann::json::exception& e) {
+    throw bad(std::string("unexpected contents (") + e.what() + ")");
+  }
+  if (m.step < 0 || m.epoch < 0 || m.segment < 0) throw bad("negative step, epoch or segment");
+  return m;
+}
 
 // Every tensor's storage must lie inside the record it came from. libtorch sizes a storage by the
 // element count written in the pickle, not by its record, so a forged count would let a later read
@@ -137,7 +223,7 @@ c10::IValue unpickle(std::map<std::string, Record>& records, uint64_t version, c
 
 }  // namespace
 
-SerializedCheckpoint serialize_checkpoint(const c10::IValue& state) {
+SerializedCheckpoint serialize_checkpoint(const c10::IValue& state, const CheckpointMeta* meta) {
   // Tensors leave the pickler as storages (tensor_table = nullptr) and containers untagged, the
   // two conditions for Python's weights_only loader (libtorch-facts.md).
   std::string pickle;
@@ -146,12 +232,31 @@ SerializedCheckpoint serialize_checkpoint(const c10::IValue& state) {
   pickler.protocol();
   pickler.pushIValue(state);
   pickler.stop();
-  return detail::assemble_archive(pickle, pickler.tensorData());
+  return detail::assemble_archive(pickle, pickler.tensorData(), meta ? detail::meta_record_text(*meta) : "");
+}
+
+bool CheckpointMeta::descends_from(const std::string& checksum, const std::string& path) const {
+  for (const auto& a : resumed_from)
+    if ((!checksum.empty() && a.checksum == checksum) || (!path.empty() && a.path == path)) return true;
+  return false;
 }
 
 namespace detail {
 
-SerializedCheckpoint assemble_archive(const std::string& pickle, const std::vector<at::Tensor>& storages) {
+std::string meta_record_text(const CheckpointMeta& m) {
+  nlohmann::json ancestors = nlohmann::json::array();
+  for (const auto& a : m.resumed_from) ancestors.push_back({{"checksum", a.checksum}, {"path", a.path}});
+  std::string text = nlohmann::json{{"step", m.step},
+                                    {"epoch", m.epoch},
+                                    {"segment", m.segment},
+                                    {"saved_at", m.saved_at},
+                                    {"resumed_from", ancestors}}
+                         .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return text + "\n" + "xxh64:" + hex64(xxhash64(text));
+}
+
+SerializedCheckpoint assemble_archive(const std::string& pickle, const std::vector<at::Tensor>& storages,
+                                      const std::string& meta_text) {
   std::string out;
   caffe2::serialize::PyTorchStreamWriter writer([&](const void* d, size_t n) {
     out.append(static_cast<const char*>(d), n);
@@ -170,24 +275,29 @@ SerializedCheckpoint assemble_archive(const std::string& pickle, const std::vect
   digest.add(kPickle, pickle.data(), pickle.size());
   std::string checksum = digest.finish();
   writer.writeRecord(kChecksum, checksum.data(), checksum.size());
+  // Outside the main checksum (it has its own), so trainers that predate it still read the file.
+  if (!meta_text.empty()) writer.writeRecord(kMeta, meta_text.data(), meta_text.size());
   writer.writeEndOfFile();
   return {std::move(out), checksum};
 }
 
 }  // namespace detail
 
-WrittenCheckpoint write_checkpoint(const c10::IValue& state, const std::vector<std::string>& paths) {
+WrittenCheckpoint write_checkpoint(const c10::IValue& state, const std::vector<std::string>& paths,
+                                   const CheckpointMeta* meta) {
   auto start = std::chrono::steady_clock::now();
   SerializedCheckpoint archive;
   try {
-    archive = serialize_checkpoint(state);
+    archive = serialize_checkpoint(state, meta);
   } catch (const std::exception& e) {
     throw SaveError(paths.front() + ": cannot serialize checkpoint: " + error_text(e));
   }
   AtomicFileWriter file(paths.front());
   file.write(archive.bytes.data(), archive.bytes.size());
-  file.commit_as(paths);
+  AtomicFileWriter::Published published = file.commit_as(paths);
   WrittenCheckpoint w;
+  w.published = std::move(published.names);
+  w.problems = std::move(published.problems);
   w.bytes = archive.bytes.size();
   w.checksum = archive.checksum;
   w.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -195,16 +305,46 @@ WrittenCheckpoint write_checkpoint(const c10::IValue& state, const std::vector<s
 }
 
 LoadedCheckpoint read_checkpoint(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) throw CheckpointError(path + ": cannot open checkpoint: " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw CheckpointError(path + ": not a regular file");
-  if (st.st_size == 0) throw CheckpointError(path + ": empty file (0 bytes), not a checkpoint");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError(path + ": cannot open checkpoint for reading");
-  std::string bytes(static_cast<size_t>(st.st_size), '\0');
-  if (!in.read(bytes.data(), static_cast<std::streamsize>(bytes.size())))
-    throw CheckpointError(path + ": read error after " + std::to_string(in.gcount()) + " bytes");
+  // Test-only switch: RESUMABLE_TEST_READ_DELAY_MS=N makes every full read take N ms longer, as on
+  // a slow file system, so tests can show what the other ranks do while one reads. Unset in real runs.
+  static const int delay_ms = [] {
+    const char* v = std::getenv("RESUMABLE_TEST_READ_DELAY_MS");
+    return v ? std::atoi(v) : 0;
+  }();
+  if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  OpenFile file(path);
+  std::string bytes(file.size(), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::read(file.fd(), bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) file.unreadable("read error after " + std::to_string(done) + " bytes", errno);
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  // Shorter than fstat said: the file shrank under us (another writer); not damage of the file.
+  if (done != bytes.size())
+    throw CheckpointError(path + ": changed while being read (" + std::to_string(done) + " of " +
+                              std::to_string(bytes.size()) + " bytes)",
+                          CheckpointError::Kind::kUnreadable);
   return parse_checkpoint(std::move(bytes), path);
+}
+
+std::optional<CheckpointMeta> read_checkpoint_meta(const std::string& path) {
+  OpenFile file(path);
+  auto reader_input = std::make_shared<FdReader>(file.fd(), file.size());
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(reader_input);
+    if (!reader.hasRecord(kMeta)) return std::nullopt;
+    if (reader.getRecordSize(kMeta) > (1u << 24)) throw CheckpointError(path + ": record 'meta' is implausibly large");
+    auto [data, n] = reader.getRecord(kMeta);
+    return parse_meta(std::string(static_cast<const char*>(data.get()), n), path);
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    if (reader_input->error()) file.unreadable("read error", reader_input->error());
+    throw CheckpointError(path + ": unreadable checkpoint: " + error_text(e));
+  }
 }
 
 LoadedCheckpoint parse_checkpoint(std::string bytes, const std::string& origin, ReadOptions options) {
@@ -230,6 +370,8 @@ LoadedCheckpoint parse_checkpoint(std::string bytes, const std::string& origin, 
       auto [data, n] = reader.getRecord(name);
       if (name == kChecksum) {
         stored.assign(static_cast<const char*>(data.get()), n);
+      } else if (name == kMeta) {
+        out.meta = parse_meta(std::string(static_cast<const char*>(data.get()), n), origin);
       } else if (name == kPickle || name.rfind(kTensorDir, 0) == 0) {
         digest.add(name, data.get(), n);
         records[name] = Record{std::move(data), n};
@@ -254,7 +396,8 @@ LoadedCheckpoint parse_checkpoint(std::string bytes, const std::string& origin, 
   int64_t v = version->value().toInt();
   if (v > kCheckpointFormatVersion)
     throw CheckpointError(origin + ": format version " + std::to_string(v) + " is newer than this trainer reads (" +
-                          std::to_string(kCheckpointFormatVersion) + "): upgrade the trainer");
+                              std::to_string(kCheckpointFormatVersion) + "): upgrade the trainer",
+                          CheckpointError::Kind::kIncompatible);
   if (v < 1) throw CheckpointError(origin + ": field 'format_version': expected >= 1, found " + std::to_string(v));
   return out;
 }

@@ -136,6 +136,9 @@ std::vector<ConfigField> make_fields() {
             one_of(&C::cpu_kernels, {"auto", "avx2", "avx512"})),
       field("timeout_s", &C::timeout_s, R::kControl, "collective timeout in seconds",
             number_in(&C::timeout_s, 1, 86400, false)),
+      field("save_timeout_s", &C::save_timeout_s, R::kControl,
+            "seconds the other ranks wait for rank 0 to save a checkpoint, while it is alive (0 = no limit)",
+            number_in(&C::save_timeout_s, 0, 1e7, false)),
       field("bucket_mb", &C::bucket_mb, R::kControl, "DDP gradient bucket size in MiB",
             int_at_least(&C::bucket_mb, 1)),
       // checkpoints and run control

@@ -1,6 +1,8 @@
 #include "resumable/distributed.h"
 
+#include <atomic>
 #include <cstdlib>
+#include <thread>
 #include <unistd.h>
 
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
@@ -15,12 +17,6 @@
 
 namespace resumable {
 namespace {
-
-std::string host_name() {
-  char buf[256] = {0};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "127.0.0.1";
-  return buf;
-}
 
 c10::intrusive_ptr<c10d::TCPStore> tcp_store(const std::string& host, int port, bool server, int world,
                                              std::chrono::milliseconds timeout) {
@@ -81,6 +77,7 @@ std::unique_ptr<Distributed> Distributed::connect(const LaunchEnv& env, const Di
   std::unique_ptr<Distributed> d(new Distributed());
   d->rank_ = env.rank;
   d->world_size_ = env.world_size;
+  d->timeout_ = options.timeout;
   d->store_ = rendezvous(env, options.timeout);
   d->store_->setTimeout(options.timeout);
 
@@ -142,6 +139,115 @@ std::string Distributed::broadcast_string(const std::string& s, int root) {
   if (rank_ == root && !s.empty()) std::memcpy(bytes.data_ptr(), s.data(), s.size());
   if (bytes.numel() > 0) broadcast(bytes, root);
   return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
+}
+
+namespace {
+
+// Beats `key` in the store about twice a second until destroyed.
+class Heartbeat {
+ public:
+  Heartbeat(c10::intrusive_ptr<c10d::Store> store, std::string key) : store_(std::move(store)), key_(std::move(key)) {
+    thread_ = std::thread([this] {
+      while (!stop_.load()) {
+        try {
+          store_->add(key_, 1);
+        } catch (const std::exception&) {
+          return;  // the store is gone: the waiters find out by themselves
+        }
+        for (int i = 0; i < 10 && !stop_.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+  }
+  ~Heartbeat() {
+    stop_.store(true);
+    thread_.join();
+  }
+
+ private:
+  c10::intrusive_ptr<c10d::Store> store_;
+  std::string key_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+std::string as_string(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
+std::vector<uint8_t> as_bytes(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
+
+}  // namespace
+
+std::vector<std::string> Distributed::gather_after(const std::string& what, const std::function<std::string()>& work,
+                                                   std::chrono::milliseconds limit) {
+  if (world_size_ == 1) return {work()};
+  using Clock = std::chrono::steady_clock;
+  const std::string prefix = "slow/" + std::to_string(slow_rounds_++) + "/";
+  auto result_key = [&](int r) { return prefix + "result/" + std::to_string(r); };
+  auto beat_key = [&](int r) { return prefix + "beat/" + std::to_string(r); };
+
+  // Our own part: 'R' + result, or 'X' + the error, so the others never wait for a rank that failed.
+  {
+    Heartbeat beat(store_, beat_key(rank_));
+    try {
+      store_->set(result_key(rank_), as_bytes("R" + work()));
+    } catch (const std::exception& e) {
+      store_->set(result_key(rank_), as_bytes(std::string("X") + e.what()));
+      throw;
+    }
+  }
+
+  const auto start = Clock::now();
+  std::vector<int64_t> last_beat(world_size_, -1);
+  std::vector<Clock::time_point> last_sign(world_size_, start);
+  std::vector<std::string> results(world_size_);
+  std::vector<int> missing;
+  for (int r = 0; r < world_size_; ++r) missing.push_back(r);
+  auto collect = [&](int r) {
+    std::string v = as_string(store_->get(result_key(r)));
+    if (v.empty() || v[0] != 'R')
+      throw std::runtime_error("rank " + std::to_string(r) + " failed while " + what + ": " +
+                               (v.empty() ? "no reason given" : v.substr(1)));
+    results[r] = v.substr(1);
+  };
+  // Poll quickly at first (most of this work takes well under a second), then every 200 ms; look
+  // at the heartbeats of the ranks still at work once a second.
+  auto delay = std::chrono::milliseconds(2);
+  auto last_look = start;
+  while (!missing.empty()) {
+    std::vector<std::string> keys;
+    for (int r : missing) keys.push_back(result_key(r));
+    if (store_->check(keys)) {
+      for (int r : missing) collect(r);
+      break;
+    }
+    auto now = Clock::now();
+    if (now - last_look >= std::chrono::seconds(1)) {
+      last_look = now;
+      std::vector<int> still;
+      for (int r : missing) {
+        if (store_->check({result_key(r)})) {
+          collect(r);
+          continue;
+        }
+        still.push_back(r);
+        int64_t beats = store_->add(beat_key(r), 0);
+        if (beats != last_beat[r]) {
+          last_beat[r] = beats;
+          last_sign[r] = now;
+        } else if (now - last_sign[r] > timeout_) {
+          throw std::runtime_error("rank " + std::to_string(r) + " stopped responding while " + what +
+                                   " (no sign of life for " + std::to_string(timeout_.count() / 1000) +
+                                   " s, the --timeout-s)");
+        }
+      }
+      missing = still;
+    }
+    if (limit.count() > 0 && now - start > limit)
+      throw std::runtime_error(what + " took longer than its limit of " + std::to_string(limit.count() / 1000) + " s");
+    std::this_thread::sleep_for(delay);
+    delay = std::min<std::chrono::milliseconds>(delay * 3 / 2 + std::chrono::milliseconds(1), std::chrono::milliseconds(200));
+  }
+  // Nobody leaves before everyone has its results: rank 0 may host the store, and may exit next.
+  barrier();
+  return results;
 }
 
 bool Distributed::all_true(bool ok) {

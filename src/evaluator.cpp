@@ -11,7 +11,8 @@ namespace resumable {
 Evaluator::Evaluator(const EncodedCorpus& data, Distributed& dist, c10::Device device)
     : data_(data), dist_(dist), device_(device) {}
 
-EvalResult Evaluator::evaluate(G2PTransformer& model, Split split, const EvalOptions& options) {
+std::optional<EvalResult> Evaluator::evaluate(G2PTransformer& model, Split split, const EvalOptions& options,
+                                              const std::function<bool()>& stop) {
   const auto& words = split == Split::kTest ? data_.corpus->test : data_.corpus->validation;
   const auto& sources = split == Split::kTest ? data_.test_sources : data_.validation_sources;
   size_t n = words.size();
@@ -26,8 +27,20 @@ EvalResult Evaluator::evaluate(G2PTransformer& model, Split split, const EvalOpt
   torch::NoGradGuard no_grad;
   double loss_sum = 0, tokens = 0, correct = 0;
   ErrorCounts errors;
-  for (size_t start = 0; start < mine.size(); start += static_cast<size_t>(options.batch_size)) {
-    size_t end = std::min(mine.size(), start + static_cast<size_t>(options.batch_size));
+  // Ranks hold ceil or floor(n / world) words; all run as many rounds as the largest share, so
+  // that the per-batch stop agreement pairs up.
+  const size_t bs = static_cast<size_t>(options.batch_size);
+  const size_t most = (n + static_cast<size_t>(dist_.world_size()) - 1) / static_cast<size_t>(dist_.world_size());
+  const size_t rounds = (most + bs - 1) / bs;
+  for (size_t round = 0; round < rounds; ++round) {
+    if (stop) {
+      at::Tensor flag = at::tensor({stop() ? 1.0 : 0.0}, at::kDouble);
+      dist_.all_reduce_sum(flag);
+      if (flag.item<double>() > 0) return std::nullopt;
+    }
+    size_t start = round * bs;
+    if (start >= mine.size()) continue;
+    size_t end = std::min(mine.size(), start + bs);
     // Teacher forcing against each word's first pronunciation.
     std::vector<EncodedExample> examples;
     for (size_t k = start; k < end; ++k)

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <stdexcept>
+#include <unistd.h>
 
 extern char** environ;
 
@@ -112,6 +113,12 @@ LaunchEnv detect_launch_env(const EnvMap& env) {
   }
   if (e.local_rank >= e.local_world_size) e.local_world_size = e.local_rank + 1;
   return e;
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";
+  return buf;
 }
 
 }  // namespace resumable

@@ -88,6 +88,8 @@ int run(int argc, char** argv) {
     std::cout << config_to_json(cfg).dump(2) << "\n";
     return exit_code::kDone;
   }
+  // From here to the first step a stop signal ends the process at once (nothing new to save).
+  install_stop_signal_handlers();
   LaunchEnv env = detect_launch_env(process_env());
   init_logging(env.rank, env.world_size);
   set_cpu_kernels(cfg);
@@ -102,13 +104,13 @@ int run(int argc, char** argv) {
                launcher_name(env.launcher), env.local_rank, env.local_world_size, at::get_num_threads());
 
   Trainer trainer(cfg, cli, env, *dist);
+  stop_signals_become_requests();  // the loop and the evaluator poll them from here on
   return cli.eval ? trainer.evaluate() : trainer.train();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  install_stop_signal_handlers();
   LaunchEnv env;
   try {
     env = detect_launch_env(process_env());

@@ -1,5 +1,6 @@
 #include "resumable/resume_planner.h"
 
+#include <climits>
 #include <cstdlib>
 #include <iostream>
 #include <unistd.h>
@@ -26,43 +27,78 @@ bool ask_yes(const std::string& question) {
   return answer.empty() || answer[0] == 'y' || answer[0] == 'Y';
 }
 
+// The path as given, made absolute (no symlinks resolved: the file may be gone).
+std::string absolute(const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  char buf[PATH_MAX];
+  if (!::getcwd(buf, sizeof buf)) return path;
+  std::string p = path.rfind("./", 0) == 0 ? path.substr(2) : path;
+  return std::string(buf) + "/" + p;
+}
+
 struct Decision {
   ResumePlan::Kind kind = ResumePlan::Kind::kFresh;
-  std::string path;
   std::optional<LoadedCheckpoint> loaded;  // rank 0's copy
 };
+
+void check(const LoadedCheckpoint& ck) { verify_checkpoint(ck); }
+
+LoadedCheckpoint load_verified(const std::string& path) {
+  LoadedCheckpoint ck = read_checkpoint(path);
+  check(ck);
+  return ck;
+}
+
+// --resume PATH. A restart with the same flags (a restart wrapper, a requeue, torchrun's
+// --max-restarts) must not rewind the progress made since: once this run has saved checkpoints
+// whose history holds a resume from PATH, the newest good one of those is where to go on.
+LoadedCheckpoint resume_path(const CheckpointManager& manager, const std::string& from) {
+  std::string checksum;
+  std::optional<LoadedCheckpoint> given;
+  std::optional<CheckpointError> given_error;
+  try {
+    given = load_verified(from);
+    checksum = given->checksum;
+  } catch (const CheckpointError& e) {
+    given_error = e;  // PATH may be gone (pruned) while its descendants are here
+  }
+  std::vector<std::string> skipped;
+  auto descendant = manager.load_newest_good(skipped, check, [&](const CheckpointFile& f) {
+    return f.meta && f.meta->descends_from(checksum, absolute(from));
+  });
+  for (const auto& why : skipped) log::warn("skipping unreadable checkpoint: {}", why);
+  if (descendant) {
+    log::info("--resume {}: this run already went on from it; continuing from {} ({}) instead", from,
+              descendant->path, position_text(*descendant));
+    return std::move(*descendant);
+  }
+  if (given_error) throw *given_error;
+  return std::move(*given);
+}
 
 // Rank 0 alone: look at the files and decide. Throws the error every rank will report.
 Decision decide(const TrainConfig& cfg, bool for_evaluation) {
   CheckpointManager manager(cfg.resolved_run_dir() + "/checkpoints", {});
   const std::string& from = cfg.resume_from;
   Decision d;
-  auto check = [](const LoadedCheckpoint& ck) { verify_checkpoint(ck); };
-  auto resume_file = [&](const std::string& path) {
+  if (for_evaluation) {
     d.kind = ResumePlan::Kind::kResume;
-    d.path = path;
-    d.loaded = read_checkpoint(path);
-    check(*d.loaded);
-  };
-  if (from != "auto" && from != "never") {
-    resume_file(from);
+    if (from != "auto" && from != "never") {
+      d.loaded = load_verified(from);
+    } else if (!cfg.init_from.empty()) {
+      d.loaded = load_verified(cfg.init_from);
+    } else if (::access(manager.best_path().c_str(), F_OK) == 0) {
+      d.loaded = load_verified(manager.best_path());
+    } else {
+      std::vector<std::string> skipped;
+      d.loaded = manager.load_newest_good(skipped, check);
+      if (!d.loaded) throw CheckpointError(manager.dir() + ": no readable checkpoint to evaluate (give --resume PATH)");
+    }
     return d;
   }
-  if (for_evaluation) {
-    if (!cfg.init_from.empty()) {
-      resume_file(cfg.init_from);
-      return d;
-    }
-    if (::access(manager.best_path().c_str(), F_OK) == 0) {
-      resume_file(manager.best_path());
-      return d;
-    }
-    std::vector<std::string> skipped;
-    auto good = manager.load_newest_good(skipped, check);
-    if (!good) throw CheckpointError(manager.dir() + ": no readable checkpoint to evaluate (give --resume PATH)");
+  if (from != "auto" && from != "never") {
     d.kind = ResumePlan::Kind::kResume;
-    d.path = good->path;
-    d.loaded = std::move(good);
+    d.loaded = resume_path(manager, from);
     return d;
   }
   bool has = manager.has_checkpoints();
@@ -83,19 +119,15 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation) {
     if (!skipped.empty()) log::warn("falling back to the newest good checkpoint: {}", good->path);
     if (interactive() && !ask_yes("Resume from " + good->path + " (" + position_text(*good) + ")?")) {
       log::warn("not resuming: moved {} aside to {}", manager.dir(), manager.set_aside());
-      has = false;
     } else {
       d.kind = ResumePlan::Kind::kResume;
-      d.path = good->path;
       d.loaded = std::move(good);
       return d;
     }
   }
   if (!cfg.init_from.empty()) {
     d.kind = ResumePlan::Kind::kInitFrom;
-    d.path = cfg.init_from;
-    d.loaded = read_checkpoint(cfg.init_from);
-    check(*d.loaded);
+    d.loaded = load_verified(cfg.init_from);
   }
   return d;
 }
@@ -110,52 +142,68 @@ std::string position_text(const LoadedCheckpoint& ck) {
   return "epoch " + std::to_string(s.epoch) + ", step " + std::to_string(s.global_step);
 }
 
-ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, bool for_evaluation) {
+ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, const ResumeOptions& options) {
+  ResumePlan plan;
   Decision d;
-  std::string message;
-  if (dist.is_main()) {
+  // Rank 0's part may take long (verifying a large file, a prompt): the others wait for it as long
+  // as it is alive, not just for the collective timeout.
+  std::string message = dist.gather_after("deciding where to resume from", [&]() -> std::string {
+    if (!dist.is_main()) return "";
     try {
-      d = decide(cfg, for_evaluation);
-      message = std::string(1, d.kind == ResumePlan::Kind::kFresh ? kFresh
-                               : d.kind == ResumePlan::Kind::kResume ? kResume
-                                                                      : kInit) +
-                d.path;
+      if (!options.for_evaluation) {
+        plan.lock = std::make_unique<RunDirectoryLock>(cfg.resolved_run_dir());
+        if (!plan.lock->taken_over_from().empty())
+          log::warn("{}: took over the run directory's lock left by {}, which ended without releasing it "
+                    "(crashed or killed)", plan.lock->path(), plan.lock->taken_over_from());
+      }
+      d = decide(cfg, options.for_evaluation);
+      char kind = d.kind == ResumePlan::Kind::kFresh ? kFresh : d.kind == ResumePlan::Kind::kResume ? kResume : kInit;
+      return std::string(1, kind) + (d.loaded ? d.loaded->path : "");
     } catch (const ConfigError& e) {
-      message = kConfigErr + std::string(e.what());
+      return kConfigErr + std::string(e.what());
     } catch (const CheckpointError& e) {
-      message = kCheckpointErr + std::string(e.what());
+      return kCheckpointErr + std::string(e.what());
     } catch (const std::exception& e) {
-      message = kOtherErr + std::string(e.what());
+      return kOtherErr + std::string(e.what());
     }
-  }
-  message = dist.broadcast_string(message);
+  })[0];
   const char kind = message.empty() ? kOtherErr : message[0];
   const std::string rest = message.empty() ? "no decision" : message.substr(1);
   if (kind == kConfigErr) throw ConfigError(rest);
   if (kind == kCheckpointErr) throw CheckpointError(rest);
   if (kind == kOtherErr) throw std::runtime_error(rest);
 
-  ResumePlan plan;
+  if (dist.is_main() && !options.for_evaluation) {
+    // This launch sorts after every file it could see; its saves carry the timeline's resumes.
+    CheckpointManager manager(cfg.resolved_run_dir() + "/checkpoints", {});
+    plan.segment = manager.highest_segment() + 1;
+    if (d.kind == ResumePlan::Kind::kResume && d.loaded->meta) {
+      plan.segment = std::max(plan.segment, d.loaded->meta->segment + 1);
+      plan.resumed_from = d.loaded->meta->resumed_from;
+    }
+    if (d.kind == ResumePlan::Kind::kResume) plan.resumed_from.push_back({d.loaded->checksum, absolute(d.loaded->path)});
+  }
   if (kind == kFresh) return plan;
   plan.kind = kind == kResume ? ResumePlan::Kind::kResume : ResumePlan::Kind::kInitFrom;
-  // Every rank loads the same file; rank 0 confirms they all hold the same bytes.
-  std::string problem;
-  if (dist.is_main()) {
-    plan.checkpoint = std::move(d.loaded);
-  } else {
+  // Every rank loads the same file (each may take long); rank 0 confirms they all hold the same bytes.
+  std::vector<std::string> checksums = dist.gather_after("reading the checkpoint to resume from", [&]() -> std::string {
+    if (dist.is_main()) {
+      plan.checkpoint = std::move(d.loaded);
+      return plan.checkpoint->checksum;
+    }
     try {
       plan.checkpoint = read_checkpoint(rest);
+      return plan.checkpoint->checksum;
     } catch (const CheckpointError& e) {
-      problem = e.what();
-      log::error("{}", problem);
+      log::error("{}", e.what());
+      return std::string("!") + e.what();
     }
-  }
-  std::string expected = dist.broadcast_string(dist.is_main() ? plan.checkpoint->checksum : "");
-  bool same = problem.empty() && plan.checkpoint->checksum == expected;
-  if (!dist.all_true(same))
-    throw CheckpointError(rest + ": not every rank read the same checkpoint (" +
-                          (problem.empty() ? "checksums differ across ranks" : problem) +
-                          "); is the run directory on a file system all nodes share?");
+  });
+  for (size_t r = 1; r < checksums.size(); ++r)
+    if (checksums[r] != checksums[0])
+      throw CheckpointError(rest + ": not every rank read the same checkpoint (rank " + std::to_string(r) + ": " +
+                            (checksums[r].rfind('!', 0) == 0 ? checksums[r].substr(1) : "another checksum") +
+                            "); is the run directory on a file system all nodes share?");
   return plan;
 }
 

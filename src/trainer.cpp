@@ -1,13 +1,17 @@
 #include "resumable/trainer.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <csignal>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include <c10/core/impl/VirtualGuardImpl.h>
 
+#include "resumable/atomic_file.h"
 #include "resumable/checkpoint_summary.h"
 #include "resumable/distributed.h"
 #include "resumable/log.h"
@@ -84,9 +88,20 @@ Trainer::Trainer(TrainConfig cfg, const CliArgs& cli, const LaunchEnv& env, Dist
       dist_(dist),
       device_(choose_device(cfg_.device, env.local_rank)),
       checkpoints_(cfg_.resolved_run_dir() + "/checkpoints", {cfg_.keep_last, cfg_.keep_every}) {
-  plan_ = plan_resume(cfg_, dist_, cli.eval);
+  // The run directory is fixed before anything looks into it, so the lock, the resume decision and
+  // every save agree. Resuming a file of another run without --config or --run-dir continues in
+  // that run's directory (the one holding its checkpoints/ folder).
+  const std::string& from = cfg_.resume_from;
+  if (cfg_.run_dir.empty() && !cli.config_path && from != "auto" && from != "never") {
+    std::string folder = parent_directory(from);
+    if (folder == "checkpoints" || (folder.size() > 12 && folder.compare(folder.size() - 12, 12, "/checkpoints") == 0))
+      cfg_.run_dir = parent_directory(folder);
+  }
+  run_dir_ = cfg_.resolved_run_dir();
+  plan_ = plan_resume(cfg_, dist_, ResumeOptions{cli.eval});
+  lock_ = std::move(plan_.lock);
   reconcile_config(cli);
-  checkpoints_ = CheckpointManager(cfg_.resolved_run_dir() + "/checkpoints", {cfg_.keep_last, cfg_.keep_every});
+  checkpoints_ = CheckpointManager(run_dir_ + "/checkpoints", {cfg_.keep_last, cfg_.keep_every});
   load_data();
   build_model();
   if (cli.eval) {
@@ -103,7 +118,10 @@ Trainer::Trainer(TrainConfig cfg, const CliArgs& cli, const LaunchEnv& env, Dist
   }
   ddp_ = std::make_unique<DataParallel>(*model_, dist_, DataParallelOptions{cfg_.bucket_mb << 20});
   evaluator_ = std::make_unique<Evaluator>(data_, dist_, device_);
-  if (dist_.is_main() && !cli.eval) checkpoints_.prepare();
+  if (dist_.is_main() && !cli.eval) {
+    checkpoints_.prepare();  // under the run directory's lock
+    if (plan_.kind == ResumePlan::Kind::kResume) republish_best(*plan_.checkpoint);
+  }
   dist_.barrier();  // nobody trains before rank 0 has prepared the checkpoint directory
 }
 
@@ -123,6 +141,7 @@ void Trainer::reconcile_config(const CliArgs& cli) {
         std::visit([&](auto m) { base.*m = TrainConfig{}.*m; }, f.member);
     base.name = cfg_.name;
     cfg_ = apply_overrides(base, cli);
+    cfg_.run_dir = run_dir_;
   }
   std::vector<std::string> errors;
   for (const auto& d : diff_configs(saved, cfg_)) {
@@ -230,12 +249,7 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
     root["sampler"].fail(e.what());
   }
   state_ = from_state_dict<TrainState>(root["train_state"]);
-  state_.history = from_state_dict<TrainHistory>(root["history"]);
-  if (state_.epoch != sampler_->state().epoch)
-    root["train_state"]["epoch"].fail("disagrees with sampler.epoch=" + std::to_string(sampler_->state().epoch));
-  if (static_cast<int64_t>(state_.history.train_loss.size()) != state_.global_step)
-    root["history"]["train_loss"].fail("has " + std::to_string(state_.history.train_loss.size()) +
-                                       " entries for global_step " + std::to_string(state_.global_step));
+  state_.history = from_state_dict<TrainHistory>(root["history"]);  // ranges: checked by verify_checkpoint
 
   // Every rank continues its own random stream; ranks beyond the saved world size start fresh ones.
   auto rng = root["rng"]["cpu"].items();
@@ -266,6 +280,7 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   }
   if (cfg_.best_metric != saved.best_metric || cfg_.resolved_best_mode() != saved.resolved_best_mode()) {
     state_.has_best = false;  // a best of another metric means nothing for this one
+    state_.best_step = -1;
     notes.push_back("best metric now " + cfg_.best_metric + " (" + cfg_.resolved_best_mode() + "), best.pt restarts");
   }
   int64_t old_total = schedule_.state().total_steps, new_total = planned_total_steps();
@@ -287,19 +302,77 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   for (const auto& n : notes) log::warn("resumed with a changed config: {}", n);
 }
 
+void Trainer::republish_best(const LoadedCheckpoint& ck) {
+  if (!state_.has_best) return;
+  std::optional<CheckpointMeta> best;
+  try {
+    best = read_checkpoint_meta(checkpoints_.best_path());
+  } catch (const CheckpointError&) {
+    // Missing or unreadable: mended below when the file of the best step is at hand.
+  }
+  if (best && best->step == state_.best_step) return;
+  // The file that holds the best step: the one just loaded when it is the best, else the snapshot
+  // of that step written by the same launch (a save that wrote it, then last.pt, and died before
+  // linking best.pt). Another launch's file of that step may belong to an abandoned timeline.
+  std::string source;
+  if (state_.best_step == state_.global_step) {
+    source = ck.path;
+  } else if (ck.meta) {
+    try {
+      auto m = read_checkpoint_meta(checkpoints_.step_path(state_.best_step));
+      if (m && m->step == state_.best_step && m->segment == ck.meta->segment)
+        source = checkpoints_.step_path(state_.best_step);
+    } catch (const CheckpointError&) {
+    }
+  }
+  std::string held = best ? "step " + std::to_string(best->step) : "no checkpoint with a record of its step";
+  if (source.empty()) {
+    if (ck.meta)  // files of older trainers say nothing about their step: nothing to compare
+      log::warn("{} holds {}, but this run's best is step {}, whose file is gone; best.pt is replaced at the next "
+                "new best", checkpoints_.best_path(), held, state_.best_step);
+    return;
+  }
+  try {
+    publish_copy(source, checkpoints_.best_path());
+    fsync_directory(checkpoints_.dir());
+    log::warn("{} held {}, but the run's best is step {} (a save ended before publishing it): published {} as best.pt",
+              checkpoints_.best_path(), held, state_.best_step, source);
+  } catch (const SaveError& e) {
+    best_unpublished_ = state_.best_step == state_.global_step;  // the next save publishes it
+    log::warn("could not mend best.pt: {}", e.what());
+  }
+}
+
 // ============================================================================================
 // The loop
 // ============================================================================================
 
 int Trainer::train() {
+  const int code = train_until_stop();
+  if (lock_) lock_->release();  // an orderly end: the next job on this directory need not warn
+  return code;
+}
+
+int Trainer::train_until_stop() {
+  auto stopped = [&](const char* where) {
+    log::warn("stopped by {}{} at step {}: checkpoint saved, exit {} (resume to continue)",
+              signal_name(pending_stop_signal() ? pending_stop_signal() : SIGTERM), where, state_.global_step,
+              exit_code::kStoppedBySignal);
+    return exit_code::kStoppedBySignal;
+  };
+  if (state_.eval_pending && !run_pending_validation()) return stopped(" during the pending validation");
   if (state_.epoch >= cfg_.epochs || (cfg_.total_steps > 0 && state_.global_step >= cfg_.total_steps)) {
     log::info("training already complete: epoch {}/{}, step {} (raise --epochs to train longer)", state_.epoch,
                  cfg_.epochs, state_.global_step);
     return exit_code::kDone;
   }
+  if (cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps) {
+    log::info("already at step {}, the --max-steps {}: nothing to train", state_.global_step, cfg_.max_steps);
+    return exit_code::kDone;
+  }
   log::info("training: epoch {}/{}, step {}/{}, {} rank(s) via {}, run dir {}", state_.epoch, cfg_.epochs,
                state_.global_step, schedule_.state().total_steps, dist_.world_size(), launcher_name(env_.launcher),
-               cfg_.resolved_run_dir());
+               run_dir_);
   last_save_time_ = last_report_time_ = Clock::now();
   while (true) {
     StepResult r = train_step(sampler_->next_global_batch());
@@ -308,19 +381,20 @@ int Trainer::train() {
     samples_since_report_ += r.samples;
 
     bool epoch_ended = sampler_->epoch_done();
-    bool improved = epoch_ended && end_epoch();
+    EpochEnd e = epoch_ended ? end_epoch() : EpochEnd{};
+    bool stop = r.stop_requested || e.interrupted;
     bool finished = state_.epoch >= cfg_.epochs || state_.global_step >= schedule_.state().total_steps;
     bool max_steps = cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps;
-    bool stopping = finished || max_steps || r.stop_requested;
+    bool stopping = finished || max_steps || stop;
     report_progress(r, stopping || epoch_ended);
 
-    bool due = stopping || improved || r.time_to_save ||
+    bool due = stopping || e.improved || r.time_to_save ||
                (cfg_.save_every_steps > 0 && state_.global_step % cfg_.save_every_steps == 0) ||
                (epoch_ended && cfg_.save_every_epochs > 0 && state_.epoch % cfg_.save_every_epochs == 0);
     if (due) {
-      const char* reason = r.stop_requested ? "stop signal" : finished ? "end of training" : max_steps ? "max_steps"
-                           : improved ? "new best" : "periodic";
-      if (save_checkpoint(improved, reason)) {
+      const char* reason = stop ? "stop signal" : finished ? "end of training" : max_steps ? "max_steps"
+                           : e.improved ? "new best" : "periodic";
+      if (save_checkpoint(reason)) {
         failed_saves_ = 0;
       } else if (stopping || ++failed_saves_ >= cfg_.max_failed_saves) {
         log::error("stopping: {} failed save(s) in a row; the last good checkpoint is untouched",
@@ -328,18 +402,29 @@ int Trainer::train() {
         return exit_code::kSaveFailed;
       }
     }
-    if (r.stop_requested) {
-      log::warn("stopped by {} at step {}: checkpoint saved, exit {} (resume to continue)",
-                   signal_name(pending_stop_signal() ? pending_stop_signal() : SIGTERM), state_.global_step,
-                   exit_code::kStoppedBySignal);
-      return exit_code::kStoppedBySignal;
-    }
+    if (stop) return stopped(e.interrupted ? " during validation" : "");
     if (finished || max_steps) {
       log::info("done: step {}, epoch {}, best {} = {}", state_.global_step, state_.epoch, cfg_.best_metric,
                    state_.has_best ? fmt::format("{:.4f} (step {})", state_.best_metric, state_.best_step) : "none");
       return exit_code::kDone;
     }
   }
+}
+
+bool Trainer::run_pending_validation() {
+  log::info("running the validation after epoch {} that a stop interrupted", state_.epoch);
+  std::optional<EvalResult> r = validate();
+  if (!r) return false;
+  state_.eval_pending = false;
+  bool improved = state_.record_eval(*r, cfg_.best_metric, cfg_.resolved_best_mode() == "max");
+  best_unpublished_ = best_unpublished_ || improved;
+  log::info("epoch {} validation: loss {:.4f}, token acc {:.4f}, WER {:.2f}%, PER {:.2f}% ({} words){}", state_.epoch,
+            r->loss, r->token_acc, 100 * r->wer, 100 * r->per, static_cast<int64_t>(r->words),
+            improved ? "  * new best" : "");
+  // last.pt must hold the evaluation (and best.pt a new best) before anything else happens.
+  if (!save_checkpoint("pending validation") && ++failed_saves_ >= cfg_.max_failed_saves)
+    throw SaveError("the checkpoint after the pending validation could not be saved");
+  return true;
 }
 
 Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch) {
@@ -412,24 +497,34 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   return r;
 }
 
-bool Trainer::end_epoch() {
+Trainer::EpochEnd Trainer::end_epoch() {
   state_.finish_epoch();
   bool last = state_.epoch >= cfg_.epochs;
-  bool improved = false;
+  EpochEnd out;
   if (state_.epoch % cfg_.eval_every_epochs == 0 || last) {
-    EvalResult r = validate();
-    improved = state_.record_eval(r, cfg_.best_metric, cfg_.resolved_best_mode() == "max");
-    log::info("epoch {} validation: loss {:.4f}, token acc {:.4f}, WER {:.2f}%, PER {:.2f}% ({} words){}",
-                 state_.epoch, r.loss, r.token_acc, 100 * r.wer, 100 * r.per, static_cast<int64_t>(r.words),
-                 improved ? "  * new best" : "");
+    std::optional<EvalResult> r = validate();
+    if (!r) {
+      // Saved as pending: the resumed run validates this epoch first, as if never interrupted.
+      state_.eval_pending = true;
+      out.interrupted = true;
+    } else {
+      out.improved = state_.record_eval(*r, cfg_.best_metric, cfg_.resolved_best_mode() == "max");
+      best_unpublished_ = best_unpublished_ || out.improved;
+      log::info("epoch {} validation: loss {:.4f}, token acc {:.4f}, WER {:.2f}%, PER {:.2f}% ({} words){}",
+                state_.epoch, r->loss, r->token_acc, 100 * r->wer, 100 * r->per, static_cast<int64_t>(r->words),
+                out.improved ? "  * new best" : "");
+    }
   }
   sampler_->start_epoch(state_.epoch);
-  return improved;
+  return out;
 }
 
-EvalResult Trainer::validate() {
+std::optional<EvalResult> Trainer::validate() {
+  log::info("validating after epoch {} at step {}", state_.epoch, state_.global_step);
   auto start = Clock::now();
-  EvalResult r = evaluator_->evaluate(model_, Split::kValidation, {cfg_.eval_batch_size, cfg_.eval_limit, cfg_.beam_size});
+  std::optional<EvalResult> r = evaluator_->evaluate(model_, Split::kValidation,
+                                                     {cfg_.eval_batch_size, cfg_.eval_limit, cfg_.beam_size},
+                                                     [] { return pending_stop_signal() != 0; });
   // Evaluation time must not count as training throughput.
   last_report_time_ += std::chrono::duration_cast<Clock::duration>(Clock::now() - start);
   return r;
@@ -439,17 +534,11 @@ EvalResult Trainer::validate() {
 // Saving
 // ============================================================================================
 
-StateDict Trainer::snapshot() {
-  // Collective part first: every rank's RNG state, gathered to all (rank 0 keeps them).
-  RngSnapshot rng = capture_rng(device_.is_cuda());
-  auto cpu_states = dist_.all_gather(rng.cpu);
-  std::vector<at::Tensor> cuda_states;
-  if (rng.cuda.defined()) cuda_states = dist_.all_gather(rng.cuda.cpu());
+StateDict Trainer::snapshot(const std::vector<at::Tensor>& cpu_states, const std::vector<at::Tensor>& cuda_states) {
   StateDict d = new_state_dict();
-  if (!dist_.is_main()) return d;
 
   TrainConfig saved_cfg = cfg_;
-  saved_cfg.run_dir = cfg_.resolved_run_dir();
+  saved_cfg.run_dir = run_dir_;
   StateDict rng_dict = new_state_dict();
   c10::impl::GenericList cpu_list(c10::AnyType::get()), cuda_list(c10::AnyType::get());
   for (auto& t : cpu_states) cpu_list.push_back(t);
@@ -510,29 +599,92 @@ std::string Trainer::verify_replicas() {
   return "xxh64:" + hex64(digest);
 }
 
-bool Trainer::save_checkpoint(bool is_best, const char* reason) {
+namespace {
+
+// Test-only switch: RESUMABLE_TEST_FAIL_SAVE="STEP:KIND,..." makes rank 0's save at global step STEP
+// fail before anything is written: KIND "io" as a write error would (SaveError), "bug" as an
+// unexpected exception would. Fault tests use it to show what every rank does then. Unset in real runs.
+void inject_save_fault(int64_t step) {
+  static const char* spec = std::getenv("RESUMABLE_TEST_FAIL_SAVE");
+  if (!spec) return;
+  std::string all = spec;
+  size_t pos = 0;
+  while (pos < all.size()) {
+    size_t comma = all.find(',', pos);
+    std::string item = all.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? all.size() : comma + 1;
+    auto colon = item.find(':');
+    if (colon == std::string::npos || std::atoll(item.substr(0, colon).c_str()) != step) continue;
+    if (item.substr(colon + 1) == "bug") throw std::logic_error("injected fault while building the checkpoint");
+    throw SaveError("injected write failure at step " + std::to_string(step), EIO);
+  }
+}
+
+}  // namespace
+
+std::string Trainer::write_checkpoint_on_main(const std::vector<at::Tensor>& cpu_states,
+                                              const std::vector<at::Tensor>& cuda_states, const char* reason,
+                                              const std::string& weights) {
+  // Whatever goes wrong here is reported to every rank as this save's outcome: a rank 0 that
+  // threw out of a save would leave the others waiting for it.
+  // best.pt must hold the step last.pt calls best: this very state when it is a new best, else a
+  // best whose own save failed (kept until published).
+  const bool is_best = best_unpublished_ && state_.best_step == state_.global_step;
+  std::optional<PendingBest> built;
+  try {
+    CheckpointMeta meta;
+    meta.step = state_.global_step;
+    meta.epoch = state_.epoch;
+    meta.segment = plan_.segment;
+    meta.resumed_from = plan_.resumed_from;
+    meta.saved_at = static_cast<int64_t>(std::time(nullptr));
+    built = PendingBest{snapshot(cpu_states, cuda_states), meta};
+    inject_save_fault(state_.global_step);
+    SaveReport r = checkpoints_.save(built->state, meta, is_best, pending_best_ ? &*pending_best_ : nullptr);
+    last_save_time_ = Clock::now();
+    if (r.best_published) {
+      best_unpublished_ = false;
+      pending_best_.reset();
+    } else if (is_best) {
+      pending_best_ = std::move(built);
+    }
+    std::string names;
+    for (const auto& p : r.paths) names += (names.empty() ? "" : ", ") + p.substr(p.find_last_of('/') + 1);
+    log::info("saved {} ({}): step {}, {:.1f} MB in {:.2f}s as {}{}{}; weights {} identical on {} rank(s)",
+              r.paths.front(), reason, state_.global_step, r.written.bytes / 1e6, r.written.seconds, names,
+              r.pruned.empty() ? "" : fmt::format(", pruned {} old snapshot(s)", r.pruned.size()),
+              r.freed.empty() ? "" : fmt::format(", deleted {} old snapshot(s) first to make room on a full disk",
+                                                 r.freed.size()),
+              weights, dist_.world_size());
+    for (const auto& problem : r.problems)
+      log::warn("saved {}, but: {}{}", r.paths.front(), problem,
+                best_unpublished_ ? " (best.pt follows with the next save)" : "");
+    return "S";
+  } catch (const std::exception& e) {
+    if (is_best && built) pending_best_ = std::move(built);
+    log::error("checkpoint not saved ({}): {}; the last good checkpoint is untouched{}", reason, e.what(),
+               best_unpublished_ ? " (the new best follows with the next save)" : "");
+    return std::string("F") + e.what();
+  }
+}
+
+bool Trainer::save_checkpoint(const char* reason) {
   // DDP keeps replicas identical by construction; checking it costs one hash per save.
   std::string weights = verify_replicas();
-  StateDict state = snapshot();
-  at::Tensor ok = at::ones({1}, at::kInt);
-  if (dist_.is_main()) {
-    try {
-      SaveReport r = checkpoints_.save(state, state_.global_step, is_best);
-      last_save_time_ = Clock::now();
-      log::info("saved {} ({}): step {}, {:.1f} MB in {:.2f}s{}{}; weights {} identical on {} rank(s)",
-                r.paths.front(), reason, state_.global_step, r.written.bytes / 1e6, r.written.seconds,
-                is_best ? ", also best.pt" : "",
-                r.pruned.empty() ? "" : fmt::format(", pruned {} old snapshot(s)", r.pruned.size()), weights,
-                dist_.world_size());
-    } catch (const SaveError& e) {
-      log::error("checkpoint not saved ({}): {}", reason, e.what());
-      ok.fill_(0);
-    }
-  }
-  // Other ranks wait here only as long as rank 0 writes: they need the outcome to agree on
-  // whether to go on.
-  dist_.broadcast(ok, 0);
-  return ok.item<int>() == 1;
+  // Collective part: every rank's RNG state, gathered to all (rank 0 keeps them).
+  RngSnapshot rng = capture_rng(device_.is_cuda());
+  std::vector<at::Tensor> cpu_states = dist_.all_gather(rng.cpu);
+  std::vector<at::Tensor> cuda_states;
+  if (rng.cuda.defined()) cuda_states = dist_.all_gather(rng.cuda.cpu());
+  // Rank 0 writes; the others wait for its outcome as long as it is alive and the save limit
+  // allows, not just for the collective timeout: a large checkpoint on a slow disk takes minutes.
+  const auto limit = std::chrono::milliseconds(static_cast<int64_t>(cfg_.save_timeout_s * 1000));
+  std::string outcome = dist_.gather_after("saving a checkpoint", [&]() -> std::string {
+    return dist_.is_main() ? write_checkpoint_on_main(cpu_states, cuda_states, reason, weights) : "";
+  }, limit)[0];
+  if (outcome == "S") return true;
+  if (!dist_.is_main()) log::warn("rank 0 could not save the checkpoint ({}): {}", reason, outcome.substr(1));
+  return false;
 }
 
 void Trainer::report_progress(const StepResult& r, bool force_line) {
@@ -576,10 +728,16 @@ int Trainer::evaluate() {
   nlohmann::json j = {{"checkpoint", ck.path}, {"position", position_text(ck)}, {"beam", cfg_.beam_size}};
   for (auto [split, name] : {std::pair{Split::kValidation, "validation"}, std::pair{Split::kTest, "test"}}) {
     auto start = Clock::now();
-    EvalResult r = evaluator_->evaluate(model_, split, {cfg_.eval_batch_size, cfg_.eval_limit, cfg_.beam_size});
-    j[name] = {{"words", r.words}, {"wer", r.wer}, {"per", r.per}, {"loss", r.loss}, {"token_acc", r.token_acc}};
+    std::optional<EvalResult> r = evaluator_->evaluate(model_, split, {cfg_.eval_batch_size, cfg_.eval_limit, cfg_.beam_size},
+                                                       [] { return pending_stop_signal() != 0; });
+    if (!r) {
+      log::warn("evaluation of {} stopped by {} (exit {}; nothing to save)", ck.path,
+                signal_name(pending_stop_signal() ? pending_stop_signal() : SIGTERM), exit_code::kStoppedBySignal);
+      return exit_code::kStoppedBySignal;
+    }
+    j[name] = {{"words", r->words}, {"wer", r->wer}, {"per", r->per}, {"loss", r->loss}, {"token_acc", r->token_acc}};
     log::info("{}: WER {:.2f}%, PER {:.2f}%, loss {:.4f}, token acc {:.4f} on {} words (beam {}, {:.1f}s) of {}", name,
-              100 * r.wer, 100 * r.per, r.loss, r.token_acc, static_cast<int64_t>(r.words), cfg_.beam_size,
+              100 * r->wer, 100 * r->per, r->loss, r->token_acc, static_cast<int64_t>(r->words), cfg_.beam_size,
               seconds_since(start), ck.path);
   }
   if (dist_.is_main()) std::printf("%s\n", j.dump().c_str());

@@ -20,11 +20,19 @@ class AtomicFileWriter {
 
   void write(const void* data, size_t size);  // throws SaveError (disk full, quota, EFBIG, ...)
   // fsync + rename over the target + fsync of the directory. Throws SaveError; the target is then
-  // unchanged and the temporary file removed.
+  // unchanged (unless only the directory fsync failed) and the temporary file removed.
   void commit();
-  // Like commit(), but publishes the written bytes under every name in `paths` (hard links, or
-  // copies where the file system has none), each replaced atomically.
-  void commit_as(const std::vector<std::string>& paths);
+
+  struct Published {
+    std::vector<std::string> names;     // the names that now hold the new bytes, in order
+    std::vector<std::string> problems;  // what failed once the first name was in place
+  };
+  // Publishes the written bytes under every name in `paths`, in order (hard links, or copies where
+  // the file system has none), each replaced atomically, then fsyncs the directory. Throws
+  // SaveError only while nothing is published yet (the fsync of the data, the first name): then
+  // every target is unchanged. Once the first name holds the new bytes a failure can no longer
+  // undo that, so later names and the directory fsync report their failures in `problems`.
+  Published commit_as(const std::vector<std::string>& paths);
 
   size_t bytes_written() const { return written_; }
   const std::string& temporary_path() const { return temp_; }
@@ -41,6 +49,10 @@ class AtomicFileWriter {
 // Atomically gives `target` the contents of the existing file `source` (hard link, else copy).
 void publish_copy(const std::string& source, const std::string& target);
 void fsync_directory(const std::string& dir);
+// mkdir -p that survives a crash: every directory it creates is fsynced in its parent.
+void create_directories(const std::string& dir);
+// The directory part of a path ("." for a bare name).
+std::string parent_directory(const std::string& path);
 // Deletes ".*.tmp.*" files left in `dir` by writers that died; returns how many.
 int remove_stale_temporaries(const std::string& dir);
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,25 +19,58 @@ namespace resumable {
 
 constexpr int64_t kCheckpointFormatVersion = 1;
 
+// Where a checkpoint stands in its run's history, in a small `meta` record beside the pickle that
+// can be read without the tensors: ordering the files of a run directory, pruning them and
+// choosing what to resume from all read it, never the file system's clock. The record carries its
+// own checksum, so trainers that predate it ignore it and still read the file.
+struct CheckpointAncestor {
+  std::string checksum;  // of the checkpoint a resume loaded
+  std::string path;      // as it was given (absolute)
+};
+struct CheckpointMeta {
+  int64_t step = 0;      // global step (equals train_state.global_step)
+  int64_t epoch = 0;     // equals train_state.epoch
+  // Which launch of the run wrote it: each launch that trains takes 1 + the highest segment found
+  // in the run directory and in the checkpoint it resumes, so a later launch always sorts after
+  // every file it could have seen, whatever the steps. 0: written before segments existed.
+  int64_t segment = 0;
+  std::vector<CheckpointAncestor> resumed_from;  // the resumes of its timeline, oldest first
+  int64_t saved_at = 0;  // unix seconds, for people only: never used to order files
+
+  // Newer in the run's history: higher segment, then higher step.
+  bool newer_than(const CheckpointMeta& o) const {
+    return segment != o.segment ? segment > o.segment : step > o.step;
+  }
+  // Whether a resume from the checkpoint with this checksum, or this path, lies in its history.
+  bool descends_from(const std::string& checksum, const std::string& path) const;
+};
+
 struct WrittenCheckpoint {
   size_t bytes = 0;
   std::string checksum;  // "xxh64:<16 hex digits>"
   double seconds = 0;    // serialize + write + fsync + rename
+  std::vector<std::string> published;  // names now holding it, in order (the first always)
+  std::vector<std::string> problems;   // failures after the first name was in place
 };
 
 struct SerializedCheckpoint {
   std::string bytes;     // the archive: what write_checkpoint() puts on disk
   std::string checksum;  // "xxh64:<16 hex digits>"
 };
-SerializedCheckpoint serialize_checkpoint(const c10::IValue& state);
+SerializedCheckpoint serialize_checkpoint(const c10::IValue& state, const CheckpointMeta* meta = nullptr);
 // Writes `state` once and publishes it atomically under every path in `paths`, in order (the
-// first name is replaced first). Throws SaveError naming the path; earlier files stay intact.
-WrittenCheckpoint write_checkpoint(const c10::IValue& state, const std::vector<std::string>& paths);
+// first name is replaced first). Throws SaveError naming the path while nothing is published
+// (then every file is intact); once the first name holds it, later failures are `problems`.
+WrittenCheckpoint write_checkpoint(const c10::IValue& state, const std::vector<std::string>& paths,
+                                   const CheckpointMeta* meta = nullptr);
 
 namespace detail {
 // The archive of a pickle and the tensor storages it references (record data/<i> for the i-th),
-// with its checksum. serialize_checkpoint() uses it; tests use it to build hostile files.
-SerializedCheckpoint assemble_archive(const std::string& pickle, const std::vector<at::Tensor>& storages);
+// with its checksum, and the meta record when `meta_text` is not empty. serialize_checkpoint()
+// uses it; tests use it to build hostile files.
+SerializedCheckpoint assemble_archive(const std::string& pickle, const std::vector<at::Tensor>& storages,
+                                      const std::string& meta_text = "");
+std::string meta_record_text(const CheckpointMeta& meta);
 }  // namespace detail
 
 struct LoadedCheckpoint {
@@ -44,11 +78,16 @@ struct LoadedCheckpoint {
   c10::IValue root;      // a dict with string keys, format_version checked
   std::string checksum;
   size_t bytes = 0;
+  std::optional<CheckpointMeta> meta;  // absent in files of trainers that predate it
 };
 
 // Reads and verifies a checkpoint. Throws CheckpointError "PATH: problem" on anything wrong:
-// missing, empty, not a zip, truncated, checksum mismatch, not a dict, a newer format.
+// kUnreadable when the file system refuses (missing, EACCES, EIO), kIncompatible for a newer
+// format, kDamaged for the rest (empty, not a zip, truncated, checksum mismatch, not a dict).
 LoadedCheckpoint read_checkpoint(const std::string& path);
+// Only the meta record (the zip directory and one small record, not the tensors); nullopt when
+// the file has none. Throws CheckpointError like read_checkpoint.
+std::optional<CheckpointMeta> read_checkpoint_meta(const std::string& path);
 struct ReadOptions {
   // Always true in the trainer; the fuzzer turns it off to reach the unpickler behind it.
   bool verify_checksum = true;

@@ -49,9 +49,13 @@ class StateReader {
   std::string path_;
 };
 
-// --- plain-data states (visit(name, field&) for int64_t, double, bool, strings, vectors)
+// --- plain-data states (visit(name, field&) for int64_t, double, bool, strings, vectors).
+// A field added after checkpoints were already written is visited as (name, field&, default):
+// files that lack it load with the default.
 struct ToDict {
   StateDict& d;
+  template <class T>
+  void operator()(const char* k, T& v, const T&) { (*this)(k, v); }
   void operator()(const char* k, int64_t& v) { d.insert(k, v); }
   void operator()(const char* k, double& v) { d.insert(k, v); }
   void operator()(const char* k, bool& v) { d.insert(k, v); }
@@ -61,6 +65,11 @@ struct ToDict {
 };
 struct FromDict {
   const StateReader& r;
+  template <class T>
+  void operator()(const char* k, T& v, const T& fallback) {
+    if (r.has(k)) (*this)(k, v);
+    else v = fallback;
+  }
   void operator()(const char* k, int64_t& v) { v = r[k].to_int(); }
   void operator()(const char* k, double& v) { v = r[k].to_double(); }
   void operator()(const char* k, bool& v) { v = r[k].to_bool(); }

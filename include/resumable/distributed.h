@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,10 +50,22 @@ class Distributed {
   // True on every rank iff `ok` is true on every rank: ranks agree before they branch.
   bool all_true(bool ok);
 
+  // Every rank runs `work` and gets every rank's result, in rank order. For work whose length no
+  // collective timeout can bound: rank 0 writing or verifying a large checkpoint on a slow file
+  // system, every rank reading one, a prompt. Ranks wait on the store, not in a collective, and a
+  // rank still at work shows it is alive with a heartbeat: one whose heartbeat stops for the
+  // collective timeout is taken as dead (as is one whose connection drops). `limit` (zero: none)
+  // bounds the whole wait; `what` names the work in errors ("saving a checkpoint"). If `work`
+  // throws, it throws on its rank and every other rank gets a runtime_error naming that rank.
+  std::vector<std::string> gather_after(const std::string& what, const std::function<std::string()>& work,
+                                        std::chrono::milliseconds limit = std::chrono::milliseconds(0));
+
  private:
   Distributed() = default;
   int rank_ = 0;
   int world_size_ = 1;
+  std::chrono::milliseconds timeout_{0};
+  int64_t slow_rounds_ = 0;  // gather_after calls so far: every rank counts the same
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
 };

@@ -29,15 +29,34 @@ class DataError : public std::runtime_error {
 };
 
 // A checkpoint that cannot be read or does not fit this run (exit 1): always names the file.
+// Only damage may make a resume fall back to an older checkpoint; a file that cannot be read
+// right now, or that a newer trainer wrote, is left alone and the run stops.
 class CheckpointError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  enum class Kind {
+    kDamaged,       // checksum, structure, truncation, contents that do not fit: the file is bad
+    kUnreadable,    // the file system refused (EACCES, EIO, ESTALE, ...): the file may be fine
+    kIncompatible,  // written by a newer trainer (format version): upgrade, the file is fine
+  };
+  explicit CheckpointError(const std::string& what, Kind kind = Kind::kDamaged)
+      : std::runtime_error(what), kind_(kind) {}
+  Kind kind() const { return kind_; }
+  bool damaged() const { return kind_ == Kind::kDamaged; }
+
+ private:
+  Kind kind_;
 };
 
 // A checkpoint that could not be written (exit 74); the previous checkpoint is untouched.
+// `error_code` is the errno behind it (0 when none), so callers can tell a full disk.
 class SaveError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit SaveError(const std::string& what, int error_code = 0)
+      : std::runtime_error(what), error_code_(error_code) {}
+  int error_code() const { return error_code_; }
+
+ private:
+  int error_code_;
 };
 
 }  // namespace resumable

@@ -2,6 +2,9 @@
 // ranks: teacher-forced loss and token accuracy, and WER/PER of greedy decoding.
 #pragma once
 
+#include <functional>
+#include <optional>
+
 #include <c10/core/Device.h>
 
 #include "resumable/batch.h"
@@ -21,8 +24,11 @@ struct EvalOptions {
 class Evaluator {
  public:
   Evaluator(const EncodedCorpus& data, Distributed& dist, c10::Device device);
-  // Collective: every rank must call it. Leaves the model in eval mode.
-  EvalResult evaluate(G2PTransformer& model, Split split, const EvalOptions& options);
+  // Collective: every rank must call it. Leaves the model in eval mode. With `stop`, the ranks
+  // agree after every batch whether any of them was asked to stop (one tiny allreduce), and all
+  // return nullopt together: a stop request waits for one batch, not a whole evaluation.
+  std::optional<EvalResult> evaluate(G2PTransformer& model, Split split, const EvalOptions& options,
+                                     const std::function<bool()>& stop = nullptr);
 
  private:
   const EncodedCorpus& data_;

@@ -25,6 +25,8 @@ struct LaunchEnv {
 
 using EnvMap = std::map<std::string, std::string>;
 EnvMap process_env();
+// This machine's name (gethostname), or "localhost" when it has none.
+std::string host_name();
 
 // Precedence: torchrun (RANK + WORLD_SIZE), then OpenMPI, then Slurm, else a single process.
 // Throws std::runtime_error naming the variable when one is malformed.

@@ -56,6 +56,7 @@ struct TrainState {
   bool has_best = false;       // whether best_metric holds a measurement yet
   double best_metric = 0;      // best value of the configured metric
   int64_t best_step = -1;      // global step at which best_metric was measured
+  bool eval_pending = false;   // the epoch's validation was interrupted by a stop: run it on resume
   TrainHistory history;
 
   template <class Visitor>
@@ -69,6 +70,7 @@ struct TrainState {
     v("has_best", has_best);
     v("best_metric", best_metric);
     v("best_step", best_step);
+    v("eval_pending", eval_pending, false);  // a later addition: older checkpoints lack it
   }
 
   // Records a finished optimizer step.

@@ -24,6 +24,7 @@
 #include "resumable/loss_scaler.h"
 #include "resumable/model.h"
 #include "resumable/resume_planner.h"
+#include "resumable/rng_state.h"
 #include "resumable/train_state.h"
 #include "resumable/warmup_cosine_schedule.h"
 
@@ -55,6 +56,10 @@ class Trainer {
     bool stop_requested = false;  // a rank received a stop signal
     bool time_to_save = false;    // rank 0's clock says save_every_minutes has passed
   };
+  struct EpochEnd {
+    bool improved = false;     // validation found a new best
+    bool interrupted = false;  // a stop request cut the validation short (it runs again on resume)
+  };
 
   void reconcile_config(const CliArgs& cli);
   void load_data();
@@ -63,12 +68,25 @@ class Trainer {
   void restore(const LoadedCheckpoint& ck);
   int64_t planned_total_steps() const;
 
+  int train_until_stop();
+  // The validation of a finished epoch that a stop interrupted, then a save; false if stopped again.
+  bool run_pending_validation();
   StepResult train_step(const std::vector<int64_t>& global_batch);
-  bool end_epoch();  // returns true when validation found a new best
-  EvalResult validate();
-  // Collective: gathers every rank's RNG; rank 0 writes. Returns whether the save succeeded.
-  bool save_checkpoint(bool is_best, const char* reason);
-  StateDict snapshot();
+  EpochEnd end_epoch();
+  // nullopt when a stop request interrupted it (every rank alike).
+  std::optional<EvalResult> validate();
+  // Collective: gathers every rank's RNG; rank 0 writes, the others wait for its outcome (bounded
+  // by save_timeout_s and rank 0's heartbeat). Publishes best.pt as well while the best so far
+  // is not in it. Returns whether last.pt now holds this step.
+  bool save_checkpoint(const char* reason);
+  // Rank 0's part of a save; returns "S" (saved) or "F" + why. Never throws.
+  std::string write_checkpoint_on_main(const std::vector<at::Tensor>& cpu_states,
+                                       const std::vector<at::Tensor>& cuda_states, const char* reason,
+                                       const std::string& weights);
+  StateDict snapshot(const std::vector<at::Tensor>& cpu_states, const std::vector<at::Tensor>& cuda_states);
+  // After a resume: best.pt must hold the step the checkpoint calls best (a save that died
+  // between last.pt and best.pt, or a best that was never published, is mended here).
+  void republish_best(const LoadedCheckpoint& ck);
   // Collective: hashes this rank's parameters and checks every rank holds the same. Returns the digest.
   std::string verify_replicas();
   void trace_samples(const std::vector<int64_t>& mine);
@@ -80,7 +98,9 @@ class Trainer {
   Distributed& dist_;
   c10::Device device_;
   ResumePlan plan_;
+  std::string run_dir_;                   // fixed before the lock and the resume decision
   std::optional<TrainConfig> saved_cfg_;  // the config of the checkpoint being resumed, if any
+  std::unique_ptr<RunDirectoryLock> lock_;  // rank 0, while training
 
   std::vector<Pronunciation> entries_;
   G2PCorpus corpus_;
@@ -97,6 +117,8 @@ class Trainer {
   CheckpointManager checkpoints_;
 
   int64_t failed_saves_ = 0;
+  bool best_unpublished_ = false;  // best.pt does not hold the best step yet (it is new, or its save failed)
+  std::optional<PendingBest> pending_best_;  // rank 0: that best's state, when its own save failed
   std::chrono::steady_clock::time_point last_save_time_;
   std::chrono::steady_clock::time_point last_report_time_;
   int64_t samples_since_report_ = 0;

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAINER = os.environ.get("TRAINER", str(ROOT / "build" / "trainer"))
 TINY = str(ROOT / "configs" / "tiny.json")
 VENV_BIN = ROOT / ".venv" / "bin"
-MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--mca", "odls_base_sigkill_timeout", "30"]
+# The sigkill timeout is how long ranks get to save after mpirun forwards a SIGTERM (a tiny save takes
+# 0.01 s); mpirun also waits about twice that before it exits once a rank returned non-zero (75).
+MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--mca", "odls_base_sigkill_timeout", "10"]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -61,6 +63,32 @@ def wait_for_line(proc, needle, timeout=120):
         if needle in line:
             return "".join(seen)
     raise AssertionError(f"never saw {needle!r}; output:\n{''.join(seen)[-3000:]}")
+
+
+def answer_at_terminal(argv, answer, think_s=0.0, timeout=120):
+    """Runs argv on a pseudo-terminal (CI unset, so it is interactive), waits for its "[Y/n]"
+    question, waits think_s, types `answer` and Enter; returns (exit code, everything it printed)."""
+    import pty
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    p = subprocess.Popen([str(a) for a in argv], stdin=follower, stdout=follower, stderr=follower, env=env,
+                         close_fds=True)
+    os.close(follower)
+    seen = b""
+    deadline = time.time() + timeout
+    while b"[Y/n]" not in seen and time.time() < deadline:
+        seen += os.read(leader, 4096)
+    assert b"[Y/n]" in seen, seen.decode(errors="replace")
+    time.sleep(think_s)
+    os.write(leader, (answer + "\n").encode())
+    while p.poll() is None:
+        try:
+            seen += os.read(leader, 4096)
+        except OSError:
+            break
+    p.wait(timeout=timeout)
+    os.close(leader)
+    return p.returncode, seen.decode(errors="replace")
 
 
 def kill_session(proc, sig=signal.SIGKILL):

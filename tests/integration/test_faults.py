@@ -156,15 +156,20 @@ def can_mount():
     return ok
 
 
-@pytest.fixture
-def small_disk(tmp_path):
+def small_disk_of(tmp_path, size):
+    """A file system of `size` (tmpfs) at tmp_path/disk, for fixtures: yields its path."""
     if not can_mount():
         pytest.skip("cannot mount a tmpfs here (no privilege); the file-size-limit test covers full disks")
     d = tmp_path / "disk"
     d.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(d)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], check=True)
     yield d
     subprocess.run(["umount", "-l", str(d)])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    yield from small_disk_of(tmp_path, "5m")
 
 
 def assert_save_failure_handled(run_dir, code, out, good_step):
@@ -274,6 +279,11 @@ def damaged_variants(good: Path, out: Path):
     mutated("future-format", lambda c: c.__setitem__("format_version", 99))
     mutated("config-unknown-key", lambda c: c["config"].__setitem__("warp_drive", 1))
     mutated("cursor-out-of-range", lambda c: c["sampler"].__setitem__("cursor", 10 ** 9))
+    mutated("cursor-at-end-of-epoch", lambda c: c["sampler"].__setitem__("cursor", c["sampler"]["dataset_size"]))
+    mutated("negative-step", lambda c: c["train_state"].__setitem__("global_step", -1))
+    mutated("best-step-in-the-future", lambda c: c["train_state"].__setitem__("best_step", 10 ** 6))
+    mutated("schedule-off-by-one", lambda c: c["lr_scheduler"].__setitem__("step", c["lr_scheduler"]["step"] + 1))
+    mutated("history-one-short", lambda c: c["history"].__setitem__("learning_rate", c["history"]["learning_rate"][:-1]))
     mutated("rng-missing-rank", lambda c: c["rng"].__setitem__("cpu", []))
     files["top-level-list"] = out / "top-level-list.pt"
     save_with_checksum([1, 2, 3], files["top-level-list"])
@@ -312,6 +322,11 @@ def test_specific_messages(tmp_path, good_checkpoint):
         "future-format": "format version 99 is newer than this trainer reads",
         "config-unknown-key": "unknown key 'warp_drive'",
         "cursor-out-of-range": "field 'sampler': position out of range",
+        "cursor-at-end-of-epoch": "field 'sampler': position out of range",
+        "negative-step": "field 'train_state.global_step': expected >= 0",
+        "best-step-in-the-future": "field 'train_state.best_step': out of range",
+        "schedule-off-by-one": "field 'lr_scheduler.step': is 4, train_state.global_step 3",
+        "history-one-short": "field 'history.learning_rate': has 2 entries for global_step 3",
         "rng-missing-rank": "expected one state per rank",
         "top-level-list": "top level is not a dict",
     }

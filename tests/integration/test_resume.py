@@ -1,14 +1,10 @@
 """Issue 4: exact resume at any step, on signals, after damage, at another world size."""
-import os
-import pty
 import signal
-import subprocess
-import time
 
 import pytest
 import torch
 
-from conftest import TINY, TRAINER, assert_same_training, kill_session, load, run, start, wait_for_line
+from conftest import TINY, TRAINER, answer_at_terminal, assert_same_training, load, run, start, wait_for_line
 
 
 @pytest.mark.parametrize("stops", [[13, 67, 100], [1, 133], [66, 68]])
@@ -197,26 +193,10 @@ def test_python_reads_every_section(tmp_path):
 def test_terminal_asks_before_resuming(tmp_path, answer, expect):
     """On a terminal --resume auto asks first; in batch jobs (no TTY, or CI set) it never waits."""
     run(["--run-dir", tmp_path, "--max-steps", 3])
-    leader, follower = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    p = subprocess.Popen([TRAINER, "--config", TINY, "--run-dir", str(tmp_path), "--max-steps", "4"],
-                         stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True)
-    os.close(follower)
-    seen = b""
-    deadline = time.time() + 60
-    while b"[Y/n]" not in seen and time.time() < deadline:
-        seen += os.read(leader, 4096)
-    assert b"Resume from " in seen and b"(epoch 0, step 3)? [Y/n]" in seen, seen
-    os.write(leader, (answer + "\n").encode())
-    while p.poll() is None:
-        try:
-            seen += os.read(leader, 4096)
-        except OSError:
-            break
-    p.wait(timeout=60)
-    os.close(leader)
-    assert p.returncode == 0, seen.decode(errors="replace")[-2000:]
-    assert expect in seen.decode(errors="replace")
+    code, out = answer_at_terminal([TRAINER, "--config", TINY, "--run-dir", tmp_path, "--max-steps", 4], answer)
+    assert "Resume from " in out and "(epoch 0, step 3)? [Y/n]" in out, out
+    assert code == 0, out[-2000:]
+    assert expect in out
 
 
 def test_fp16_loss_scaler_state_resumes_exactly(tmp_path):

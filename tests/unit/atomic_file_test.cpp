@@ -118,3 +118,52 @@ TEST(AtomicFile, PublishCopyReplacesAtomically) {
   EXPECT_EQ(read(dir + "/dst"), "data");
   EXPECT_EQ(count_entries(dir), 2);
 }
+
+TEST(AtomicFile, AFailureAfterTheFirstNameIsReportedAndTheRestStillPublished) {
+  auto dir = fresh_dir("partial");
+  ASSERT_EQ(::mkdir((dir + "/b").c_str(), 0755), 0);  // a non-empty directory cannot be replaced
+  std::ofstream(dir + "/b/x") << "x";
+  AtomicFileWriter w(dir + "/a");
+  w.write("data", 4);
+  AtomicFileWriter::Published p = w.commit_as({dir + "/a", dir + "/b", dir + "/c"});
+  EXPECT_EQ(p.names, (std::vector<std::string>{dir + "/a", dir + "/c"}));
+  ASSERT_EQ(p.problems.size(), 1u);
+  EXPECT_NE(p.problems[0].find(dir + "/b"), std::string::npos);
+  EXPECT_EQ(read(dir + "/a"), "data");
+  EXPECT_EQ(read(dir + "/c"), "data");
+}
+
+TEST(AtomicFile, NothingPublishedMeansAnErrorAndEveryTargetIntact) {
+  auto dir = fresh_dir("first");
+  ASSERT_EQ(::mkdir((dir + "/a").c_str(), 0755), 0);
+  std::ofstream(dir + "/a/x") << "x";
+  std::ofstream(dir + "/c") << "old";
+  {
+    AtomicFileWriter w(dir + "/a");
+    w.write("data", 4);
+    EXPECT_THROW(w.commit_as({dir + "/a", dir + "/c"}), SaveError);
+  }
+  EXPECT_EQ(read(dir + "/c"), "old");
+  EXPECT_EQ(count_entries(dir), 2);  // a/ and c: no temporary left
+}
+
+TEST(AtomicFile, CreateDirectoriesMakesEveryMissingLevel) {
+  auto dir = fresh_dir("mkdirs");
+  create_directories(dir + "/x/y/z");
+  struct stat st;
+  EXPECT_EQ(::stat((dir + "/x/y/z").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  create_directories(dir + "/x/y/z");  // existing: fine
+  std::ofstream(dir + "/file") << "x";
+  EXPECT_THROW(create_directories(dir + "/file/sub"), SaveError);
+}
+
+TEST(AtomicFile, WriteErrorsCarryTheirErrno) {
+  auto dir = fresh_dir("errno");
+  try {
+    AtomicFileWriter w(dir + "/missing/f");
+    FAIL();
+  } catch (const SaveError& e) {
+    EXPECT_EQ(e.error_code(), ENOENT);
+  }
+}

@@ -52,7 +52,8 @@ TEST(TrainState, VisitListsEveryScalarOnce) {
     void operator()(const char*, int64_t&) { ++n; }
     void operator()(const char*, double&) { ++n; }
     void operator()(const char*, bool&) { ++n; }
+    void operator()(const char*, bool&, bool) { ++n; }
   };
   s.visit(Counter{fields});
-  EXPECT_EQ(fields, 9);
+  EXPECT_EQ(fields, 10);
 }

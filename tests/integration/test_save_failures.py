@@ -1,0 +1,126 @@
+"""Issue 12, items 5-9: what a save that fails, or takes long, or half-succeeds does to a run: the
+best is never left stale, slow saves are waited for, partial publications are reported as they
+are, failures on rank 0 reach every rank at once, and a full disk frees old snapshots first."""
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import answer_at_terminal, command, load, run, start, wait_for_line
+from test_faults import small_disk_of
+
+CK = "checkpoints"
+
+
+def best_and_last(d):
+    return load(d / CK / "best.pt"), load(d / CK / "last.pt")
+
+
+def test_a_failed_new_best_save_is_published_with_the_next_save(tmp_path):
+    # Epoch 1 ends at step 67 with the first validation: a new best, whose save fails.
+    code, out = run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 75],
+                    env={"RESUMABLE_TEST_FAIL_SAVE": "67:io"})
+    assert "checkpoint not saved (new best)" in out and "the new best follows with the next save" in out
+    best, last = best_and_last(tmp_path)
+    assert last["train_state"]["global_step"] == 75 and last["train_state"]["best_step"] == 67
+    assert best["train_state"]["global_step"] == 67, "best.pt must hold the step last.pt calls best"
+    assert load(tmp_path / CK / "step-00000067.pt")["train_state"]["global_step"] == 67
+
+
+def test_best_is_mended_after_a_save_that_died_between_last_and_best(tmp_path):
+    run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 67])
+    best, last = best_and_last(tmp_path)
+    assert last["train_state"]["best_step"] == 67
+    # What a writer killed between publishing last.pt and best.pt leaves: best.pt still older.
+    (tmp_path / CK / "best.pt").unlink()
+    shutil.copy(tmp_path / CK / "step-00000060.pt", tmp_path / CK / "best.pt")
+    code, out = run(["--run-dir", tmp_path, "--max-steps", 68])
+    assert "published" in out and "as best.pt" in out
+    best, last = best_and_last(tmp_path)
+    assert best["train_state"]["global_step"] == last["train_state"]["best_step"] == 67
+
+
+def test_a_save_longer_than_the_collective_timeout_is_waited_for(tmp_path):
+    # 100 ms per 64 KiB: each 3 MB save takes about 5 s, the collective timeout is 2 s.
+    slow = {"RESUMABLE_TEST_WRITE_DELAY_MS": "100"}
+    code, out = run(["--run-dir", tmp_path, "--timeout-s", 2, "--save-every-steps", 10, "--max-steps", 20],
+                    launcher="mpirun", env=slow, check=False)
+    assert code == 0, out[-3000:]
+    assert load(tmp_path / CK / "last.pt")["train_state"]["global_step"] == 20
+    # A signal-triggered save as well: saved, exit 75 (requeue), not 1.
+    p = start(["--run-dir", tmp_path, "--timeout-s", 2, "--epochs", 20], launcher="mpirun", env=slow)
+    wait_for_line(p, "step 60/")
+    p.send_signal(subprocess.signal.SIGUSR1)
+    out, _ = p.communicate(timeout=240)
+    assert p.returncode == 75, out[-3000:]
+    assert "checkpoint saved, exit 75" in out
+    # Resuming: rank 0 verifies the file for 5 s, then every rank reads it for 5 s.
+    code, out = run(["--run-dir", tmp_path, "--timeout-s", 2, "--max-steps", 75], launcher="mpirun",
+                    env={"RESUMABLE_TEST_READ_DELAY_MS": "5000"}, check=False)
+    assert code == 0 and "resumed from" in out, out[-3000:]
+
+
+def test_save_limit_is_honoured(tmp_path):
+    code, out = run(["--run-dir", tmp_path, "--timeout-s", 30, "--save-timeout-s", 2, "--max-steps", 5],
+                    launcher="mpirun", env={"RESUMABLE_TEST_WRITE_DELAY_MS": "200"}, check=False)
+    assert code == 1 and "saving a checkpoint took longer than its limit of 2 s" in out, out[-3000:]
+
+
+def test_a_failure_after_last_is_published_is_reported_as_such(tmp_path):
+    # best.pt cannot be replaced (a directory holds its name); last.pt and step-N.pt can.
+    run(["--run-dir", tmp_path, "--max-steps", 5])
+    (tmp_path / CK / "best.pt").mkdir()
+    (tmp_path / CK / "best.pt" / "x").write_text("x")
+    code, out = run(["--run-dir", tmp_path, "--epochs", 1], check=False)
+    assert code == 0, out[-3000:]  # the final save put last.pt in place: not a failed save
+    assert "checkpoint not saved" not in out
+    assert "saved" in out and "but:" in out and "best.pt" in out
+    assert load(tmp_path / CK / "last.pt")["train_state"]["global_step"] == 67
+
+
+@pytest.mark.parametrize("how", ["unparsable-name", "exception"])
+def test_a_failure_on_rank_0_reaches_every_rank_at_once(tmp_path, how):
+    env = {}
+    if how == "unparsable-name":
+        (tmp_path / CK).mkdir(parents=True)
+        (tmp_path / CK / "step-99999999999999999999.pt").write_text("not ours")
+    else:
+        env["RESUMABLE_TEST_FAIL_SAVE"] = "5:bug"
+    t0 = time.time()
+    code, out = run(["--run-dir", tmp_path, "--timeout-s", 60, "--save-every-steps", 5, "--max-steps", 10],
+                    launcher="mpirun", env=env, check=False)
+    assert code == 0, out[-3000:]
+    assert time.time() - t0 < 40, "a rank waited for the collective timeout"
+    assert load(tmp_path / CK / "last.pt")["train_state"]["global_step"] == 10
+    if how == "exception":
+        assert "rank 0 could not save the checkpoint (periodic): injected fault" in out  # said by rank 1
+    else:
+        assert (tmp_path / CK / "step-99999999999999999999.pt").exists()
+
+
+@pytest.fixture
+def disk_8m(tmp_path):
+    yield from small_disk_of(tmp_path, "8m")
+
+
+def test_a_full_disk_frees_old_snapshots_first(disk_8m):
+    # 8 MB holds two 3 MB snapshots but not a third beside them.
+    code, out = run(["--run-dir", disk_8m, "--keep-last", 2, "--save-every-steps", 5, "--max-steps", 30],
+                    check=False)
+    assert code == 0, out[-3000:]
+    assert "first to make room on a full disk" in out
+    assert load(disk_8m / CK / "last.pt")["train_state"]["global_step"] == 30
+    assert sorted(p.name for p in (disk_8m / CK).glob("step-*.pt")) == ["step-00000025.pt", "step-00000030.pt"]
+
+
+def test_a_prompt_longer_than_the_collective_timeout_is_waited_for(tmp_path):
+    """Two torchrun ranks at a terminal: rank 0 asks before resuming, rank 1 waits for the answer as
+    long as rank 0 is alive, not just for the 3 s collective timeout."""
+    run(["--run-dir", tmp_path, "--max-steps", 3])
+    # A person thinking for 8 s: well past --timeout-s.
+    code, out = answer_at_terminal(command(["--run-dir", tmp_path, "--max-steps", 4, "--timeout-s", 3],
+                                           launcher="torchrun"), "", think_s=8)
+    assert code == 0, out[-3000:]
+    assert "resumed from" in out
+    assert load(tmp_path / CK / "last.pt")["train_state"]["global_step"] == 4
