@@ -88,8 +88,6 @@ int run(int argc, char** argv) {
     std::cout << config_to_json(cfg).dump(2) << "\n";
     return exit_code::kDone;
   }
-  // From here to the first step a stop signal ends the process at once (nothing new to save).
-  install_stop_signal_handlers();
   LaunchEnv env = detect_launch_env(process_env());
   init_logging(env.rank, env.world_size);
   set_cpu_kernels(cfg);
@@ -111,6 +109,10 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As early as possible (a launcher may signal as soon as we exist): from here to the first step
+  // a stop signal ends the process at once with 75, since there is nothing new to save yet. The
+  // checkpoint tools keep the default dispositions.
+  if (!(argc > 1 && std::string(argv[1]) == "ckpt")) install_stop_signal_handlers();
   LaunchEnv env;
   try {
     env = detect_launch_env(process_env());
