@@ -1,9 +1,19 @@
 """Issue 6: the launch scripts users run: the restart wrapper, mpirun/torchrun one-node scripts,
-and the Slurm batch script on a real one-node Slurm (preemption signal, save, requeue, resume)."""
+and the Slurm batch script on a real one-node Slurm (preemption signal, save, requeue, resume).
+Issue 12, items 1-2: every way Slurm stops a job saves it, and requeues it unless it was cancelled;
+one Ctrl-C at a terminal saves and exits 75 under every launch script; a stop signal during the
+restart wrapper's delay stops it. RESUMABLE_LAUNCH_DIR points these tests at another copy of
+launch/ (e.g. an older commit's, to see which of them it fails)."""
+import fcntl
 import os
+import pty
+import re
 import shutil
 import signal
+import socket
 import subprocess
+import termios
+import threading
 import time
 from pathlib import Path
 
@@ -11,7 +21,39 @@ import pytest
 
 from conftest import ROOT, TINY, TRAINER, kill_session, load, wait_for_line
 
-LAUNCH = ROOT / "launch"
+LAUNCH = Path(os.environ.get("RESUMABLE_LAUNCH_DIR", ROOT / "launch"))
+# Trainer flags for a run that only ends when it is stopped.
+ENDLESS = ["--config", TINY, "--epochs", "1000"]
+
+
+def trainer_pids(run_dir):
+    """The trainer processes (ranks) working on run_dir."""
+    pids = []
+    for pid in subprocess.run(["pgrep", "-f", "--", f"--run-dir {run_dir}"], stdout=subprocess.PIPE, text=True).stdout.split():
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "trainer":
+                pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+def kill_ranks(run_dir):
+    """Cleanup: SIGKILL any rank still working on run_dir (the launch scripts give their children
+    sessions of their own, so killing the launcher's session does not reach them)."""
+    for pid in trainer_pids(run_dir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def stop_steps(log):
+    """The step at which every rank logged that it stopped, and the signal(s) named."""
+    stops = re.findall(r"stopped by (SIG[A-Z0-9]+)[^\n]*? at step (\d+): checkpoint saved, exit 75", log)
+    assert stops, f"no rank saved and stopped:\n{log[-3000:]}"
+    assert len({step for _, step in stops}) == 1, stops
+    return int(stops[0][1]), {sig for sig, _ in stops}
 
 
 def test_mpirun_and_torchrun_scripts(tmp_path):
@@ -59,11 +101,156 @@ def test_restart_wrapper_stops_on_bad_input(tmp_path):
     assert p.returncode == 2 and "restart" not in p.stdout
 
 
-@pytest.fixture
-def slurm(tmp_path):
+class Terminal:
+    """A command run as if typed at a terminal: a pseudo-terminal is its controlling terminal and its
+    process group is the terminal's foreground group, so writing b"\\x03" to the master side is a real
+    Ctrl-C (the kernel's line discipline sends SIGINT to that whole group)."""
+
+    def __init__(self, argv, env):
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen([str(a) for a in argv], stdin=slave, stdout=slave, stderr=slave, env=env,
+                                     start_new_session=True,
+                                     preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        self.chunks = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO once no process holds the terminal any more
+                return
+            if not data:
+                return
+            self.chunks.append(data)
+
+    def output(self):
+        return b"".join(self.chunks).decode(errors="replace")
+
+    def wait_for(self, text, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.output():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"never saw {text!r}:\n{self.output()[-3000:]}")
+
+    def ctrl_c(self):
+        os.write(self.master, b"\x03")
+
+    def close(self):
+        if self.proc.poll() is None:
+            kill_session(self.proc)
+            self.proc.wait(timeout=30)
+        os.close(self.master)
+
+
+CTRL_C_CASES = {
+    # name: (command before the trainer flags, the signal the ranks report)
+    "trainer": ([TRAINER], "SIGINT"),
+    "restarts-trainer": ([LAUNCH / "run-with-restarts.sh", "3", TRAINER], "SIGINT"),
+    "restarts-mpirun": ([LAUNCH / "run-with-restarts.sh", "3", LAUNCH / "mpirun-1node.sh", "2"], "SIGUSR1"),
+    "mpirun": ([LAUNCH / "mpirun-1node.sh", "2"], "SIGUSR1"),
+    "torchrun": ([LAUNCH / "torchrun-1node.sh", "2"], "SIGINT"),
+    "restarts-torchrun": ([LAUNCH / "run-with-restarts.sh", "3", LAUNCH / "torchrun-1node.sh", "2"], "SIGINT"),
+    # The several-node scripts, here with one node.
+    "mpirun-multinode": ([LAUNCH / "mpirun-multinode.sh", "{hostfile}", "2"], "SIGUSR1"),
+    "torchrun-multinode": ([LAUNCH / "torchrun-multinode.sh", "1", "2", "127.0.0.1:{port}", "ctrl-c"], "SIGINT"),
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("case", list(CTRL_C_CASES))
+def test_one_ctrl_c_at_a_terminal_saves_and_exits_75(tmp_path, case):
+    """One Ctrl-C typed at the terminal, whatever runs the trainer: the ranks save at one step, every
+    process exits, the command returns 75 (never 130 from a second SIGINT, never 1 from torchrun),
+    and nothing is relaunched."""
+    prefix, expected_signal = CTRL_C_CASES[case]
+    (tmp_path / "hosts").write_text("localhost slots=2\n")
+    prefix = [str(a).format(hostfile=tmp_path / "hosts", port=free_port()) for a in prefix]
+    run_dir = tmp_path / "run"
+    # mpirun waits twice its sigkill timeout after a rank exits non-zero (75 too): keep that short.
+    term = Terminal(prefix + ENDLESS + ["--run-dir", run_dir], env=dict(os.environ, SIGKILL_TIMEOUT_S="2"))
+    try:
+        term.wait_for("step 20/")
+        # The scripts must not leave SIGINT ignored (a trainer that keeps an ignored signal ignored
+        # would lose the one passed on; one that installs its handler anyway hides it here).
+        for pid in trainer_pids(run_dir):
+            ignored = int(re.search(r"SigIgn:\s*([0-9a-f]+)", Path(f"/proc/{pid}/status").read_text()).group(1), 16)
+            assert not ignored & (1 << (signal.SIGINT - 1)), f"rank {pid} ignores SIGINT"
+        term.ctrl_c()
+        code = term.proc.wait(timeout=90)
+        time.sleep(0.5)
+        log = term.output()
+        leftover = trainer_pids(run_dir)
+    finally:
+        term.close()
+        kill_ranks(run_dir)
+    assert code == 75, f"exit {code}:\n{log[-3000:]}"
+    step, signals = stop_steps(log)
+    assert signals == {expected_signal}, signals
+    assert "second SIGINT" not in log
+    assert "run-with-restarts: exit" not in log and "resumed from" not in log, "relaunched after the stop"
+    assert load(run_dir / "checkpoints" / "last.pt")["train_state"]["global_step"] == step
+    assert not leftover, "a rank outlived its launcher"
+
+
+def test_restart_wrapper_starts_its_command_with_sigint_not_ignored():
+    """A non-interactive shell starts background commands with SIGINT and SIGQUIT ignored, and a
+    trainer keeps an ignored signal ignored (as nohup's SIGHUP): the wrapper must restore them, or
+    the SIGINT it passes on would be lost."""
+    p = subprocess.run([str(LAUNCH / "run-with-restarts.sh"), "0", "grep", "SigIgn", "/proc/self/status"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stdout
+    ignored = int(p.stdout.split()[-1], 16)
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
+        assert not ignored & (1 << (sig - 1)), f"{sig.name} ignored: {p.stdout}"
+
+
+def test_restart_wrapper_stops_when_signalled_during_the_restart_delay(tmp_path):
+    """A crash (kill -9 of the rank), then SIGTERM while the wrapper waits RESTART_DELAY_S before the
+    relaunch: the wrapper exits at once with 75 and relaunches nothing."""
+    run_dir = tmp_path / "run"
+    wrapper = subprocess.Popen([str(LAUNCH / "run-with-restarts.sh"), "3", TRAINER] + ENDLESS + ["--run-dir", str(run_dir)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               stdin=subprocess.DEVNULL, env=dict(os.environ, RESTART_DELAY_S="60"))
+    try:
+        log = wait_for_line(wrapper, "step 20/")
+        ranks = trainer_pids(run_dir)
+        assert len(ranks) == 1, ranks
+        os.kill(ranks[0], signal.SIGKILL)
+        log += wait_for_line(wrapper, "run-with-restarts: exit")
+        time.sleep(1)  # now in the restart delay
+        t0 = time.time()
+        wrapper.send_signal(signal.SIGTERM)
+        rest, _ = wrapper.communicate(timeout=20)
+        elapsed = time.time() - t0
+        time.sleep(1)
+        leftover = trainer_pids(run_dir)
+    finally:
+        kill_session(wrapper)
+        kill_ranks(run_dir)
+    log += rest
+    assert wrapper.returncode == 75, log[-3000:]
+    assert elapsed < 5, f"the wrapper took {elapsed:.1f}s to stop"
+    assert log.count("training: epoch") == 1 and "resumed from" not in log, "relaunched after the stop signal"
+    assert not leftover, "a rank was relaunched"
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """One local Slurm cluster for every Slurm test of this module (starting one takes seconds)."""
     if shutil.which("slurmctld") is None or shutil.which("sbatch") is None:
         pytest.skip("slurm-wlm is not installed (scripts/setup installs it)")
-    d = tmp_path / "slurm"
+    d = tmp_path_factory.mktemp("slurm")
     start = subprocess.run([str(ROOT / "scripts" / "slurm-local"), "start", str(d)], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=120)
     assert start.returncode == 0, start.stdout
@@ -109,3 +296,168 @@ def test_slurm_preemption_saves_requeues_and_resumes(tmp_path, slurm):
     ck = load(run_dir / "checkpoints" / "last.pt")
     assert ck["train_state"]["epoch"] == 6
     assert len(ck["history"]["resumed_at_step"]) == 1
+
+
+class SlurmJob:
+    """launch/slurm.sbatch (or `script`) on configs/tiny.json, 2 tasks of 1 CPU (the whole node), for
+    1000 epochs: it only ends when it is stopped."""
+
+    def __init__(self, slurm, tmp_path, sbatch_args=(), script=None):
+        self.env, self.out, self.run_dir = slurm, tmp_path / "job.out", tmp_path / "run"
+        submit = subprocess.run(
+            ["sbatch", "--parsable", "--ntasks-per-node=2", "--cpus-per-task=1", "--gpus-per-task=0", *sbatch_args,
+             f"--output={self.out}", f"--chdir={ROOT}", str(script or LAUNCH / "slurm.sbatch")] + ENDLESS +
+            ["--run-dir", str(self.run_dir)],
+            env=dict(slurm, TRAINER=TRAINER, RESUMABLE_HOME=str(ROOT)), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, timeout=60)
+        assert submit.returncode == 0, submit.stdout
+        self.id = submit.stdout.strip().split(";")[0]
+
+    def output(self):
+        return self.out.read_text(errors="replace") if self.out.exists() else ""
+
+    def wait_for(self, text, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.output():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"never saw {text!r}:\n{self.output()[-3000:]}")
+
+    def info(self):
+        """JobState and Restarts, as `scontrol show job` gives them."""
+        text = subprocess.run(["scontrol", "show", "job", self.id], env=self.env, stdout=subprocess.PIPE, text=True).stdout
+        return dict(re.findall(r"\b(JobState|Restarts)=(\S+)", text))
+
+    def run(self, *command):
+        subprocess.run([*command, self.id], env=self.env, check=True, timeout=60)
+
+    def end(self):
+        """Cancels the job until it is gone for good (a script that requeues on a cancel brings it back)."""
+        for _ in range(120):
+            if self.info().get("JobState") in ("CANCELLED", "COMPLETED", "FAILED", "TIMEOUT", "PREEMPTED", None):
+                return
+            subprocess.run(["scancel", self.id], env=self.env, timeout=60)
+            time.sleep(1)
+        raise AssertionError(f"job {self.id} never ended: {self.info()}")
+
+
+@pytest.fixture
+def slurm_job(slurm, tmp_path):
+    """Submits SlurmJobs; every one is cancelled for good at the end, so the next test finds the node free."""
+    jobs = []
+
+    def submit(*sbatch_args, script=None):
+        jobs.append(SlurmJob(slurm, tmp_path, sbatch_args, script))
+        return jobs[-1]
+    yield submit
+    for job in jobs:
+        job.end()
+
+
+def assert_saved_requeued_resumed(job, timeout=120):
+    """The ranks saved at one step and exited 75, the job came back (same id, restart 1) and resumed
+    from that step. (The fixture's scancel then ends the resumed run.)"""
+    job.wait_for("[slurm] trainer exited", timeout)
+    log = job.output()
+    assert "[slurm] trainer exited 75" in log, log[-3000:]
+    step, signals = stop_steps(log)
+    job.wait_for("resumed from")
+    log = job.output()
+    assert "restart 1 on" in log
+    resumed = re.search(r"resumed from .*?: epoch \d+, step (\d+)", log)
+    assert resumed and int(resumed.group(1)) == step, log[-3000:]
+    assert job.info()["Restarts"] == "1"
+    return step, signals
+
+
+def assert_stays_cancelled(job, timeout=60):
+    """After a plain scancel: the ranks saved and exited 75, and the job ended CANCELLED, not requeued."""
+    job.wait_for("[slurm] trainer exited", timeout)
+    deadline = time.time() + timeout
+    while job.info().get("JobState") in ("RUNNING", "COMPLETING") and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(8)  # a requeued job would be running again by now (6 s here)
+    log = job.output()
+    info = job.info()
+    assert info == {"JobState": "CANCELLED", "Restarts": "0"}, f"{info}\n{log[-3000:]}"
+    assert "restart 1" not in log and "[slurm] trainer exited 75" in log
+    step, signals = stop_steps(log)
+    assert load(job.run_dir / "checkpoints" / "last.pt")["train_state"]["global_step"] == step
+    return step, signals
+
+
+# What the ranks report for each way of stopping a running job with a signal (README "Launching").
+SLURM_SIGNAL_CASES = {
+    # scancel -s: only the tasks get it.
+    "scancel-signal-TERM": (["scancel", "--signal=TERM"], {"SIGTERM"}),
+    "scancel-signal-USR1": (["scancel", "--signal=USR1"], {"SIGUSR1"}),
+    # --batch: only the batch shell; --full: the batch shell's process group (srun is not in it).
+    # The script turns the signal into SIGUSR1 to srun, never TERM (srun would SIGKILL the tasks).
+    "scancel-batch-TERM": (["scancel", "--batch", "--signal=TERM"], {"SIGUSR1"}),
+    "scancel-full-TERM": (["scancel", "--full", "--signal=TERM"], {"SIGUSR1"}),
+    "scancel-batch-INT": (["scancel", "--batch", "--signal=INT"], {"SIGUSR1"}),
+    "scancel-full-HUP": (["scancel", "--full", "--signal=HUP"], {"SIGUSR1"}),
+    # Slurm's own requeue: SIGTERM to every process, SIGKILL KillWait (5 s) later; Slurm requeues.
+    "scontrol-requeue": (["scontrol", "requeue"], {"SIGTERM", "SIGUSR1"}),
+}
+
+
+@pytest.mark.parametrize("case", list(SLURM_SIGNAL_CASES))
+def test_slurm_stop_signal_saves_requeues_and_resumes(slurm_job, case):
+    command, signals = SLURM_SIGNAL_CASES[case]
+    job = slurm_job()
+    job.wait_for("step 20/")
+    job.run(*command)
+    _, seen = assert_saved_requeued_resumed(job)
+    assert seen <= signals, seen
+
+
+def test_slurm_scancel_saves_and_does_not_requeue(slurm_job):
+    """A user's plain `scancel JOB`: SIGTERM to every process, the ranks save within KillWait, and the
+    job ends CANCELLED for good (the old script requeued the job it was asked to cancel)."""
+    job = slurm_job()
+    job.wait_for("step 20/")
+    job.run("scancel")
+    _, seen = assert_stays_cancelled(job)
+    assert seen <= {"SIGTERM", "SIGUSR1"}
+    assert "was cancelled" in job.output()
+
+
+def test_slurm_time_limit_warning_saves_requeues_and_resumes(slurm_job):
+    """--signal=B:USR1@20 with a 1-minute limit: the warning reaches the batch shell 50-20 s before
+    the limit (the controller looks every 30 s and sends it up to 30 s early; @20 keeps it after
+    the trainer's start); the job saves and requeues itself."""
+    job = slurm_job("--time=1", "--signal=B:USR1@20")
+    _, seen = assert_saved_requeued_resumed(job, timeout=100)
+    assert seen == {"SIGUSR1"}
+    assert "DUE TO TIME LIMIT" not in job.output()
+
+
+def test_slurm_time_limit_without_warning_saves_requeues_and_resumes(slurm_job, tmp_path):
+    """No --signal (the script without its #SBATCH --signal line): at the limit (up to 30 s late)
+    every process gets SIGTERM and SIGKILL KillWait later; the ranks save in between and the script
+    requeues the TIMEOUT job."""
+    script = tmp_path / "no-warning.sbatch"
+    text = (LAUNCH / "slurm.sbatch").read_text()
+    assert "#SBATCH --signal=" in text
+    script.write_text(re.sub(r"(?m)^#SBATCH --signal=.*\n", "", text))
+    job = slurm_job("--time=1", script=script)
+    job.wait_for("DUE TO TIME LIMIT", timeout=150)
+    _, seen = assert_saved_requeued_resumed(job, timeout=30)
+    assert seen <= {"SIGTERM", "SIGUSR1"}
+
+
+def test_slurm_preemption_by_a_higher_tier_partition_saves_and_resumes(slurm_job, slurm, tmp_path):
+    """A job of the `urgent` partition (PriorityTier 2, PreemptMode=REQUEUE) needs the node: Slurm
+    requeues ours (SIGTERM to every process, SIGKILL KillWait later); the ranks save; after the urgent
+    job, ours resumes."""
+    job = slurm_job()
+    job.wait_for("step 20/")
+    urgent = subprocess.run(["sbatch", "--parsable", "--partition=urgent", "--ntasks=1", f"--output={tmp_path / 'urgent.out'}",
+                             "--wrap", "sleep 1"], env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=60)
+    assert urgent.returncode == 0, urgent.stdout
+    _, seen = assert_saved_requeued_resumed(job)
+    assert seen <= {"SIGTERM", "SIGUSR1"}
+    assert "DUE TO PREEMPTION" in job.output()
