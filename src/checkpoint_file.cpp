@@ -105,12 +105,18 @@ class FdReader : public caffe2::serialize::ReadAdapterInterface {
 class OpenFile {
  public:
   explicit OpenFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO under a checkpoint's name must not block the open (regular files ignore it).
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd_ < 0) unreadable("cannot open checkpoint", errno);
     struct stat st;
-    if (::fstat(fd_, &st) != 0) unreadable("cannot stat checkpoint", errno);
-    if (!S_ISREG(st.st_mode)) throw CheckpointError(path + ": not a regular file");
-    if (st.st_size == 0) throw CheckpointError(path + ": empty file (0 bytes), not a checkpoint");
+    try {
+      if (::fstat(fd_, &st) != 0) unreadable("cannot stat checkpoint", errno);
+      if (!S_ISREG(st.st_mode)) throw CheckpointError(path + ": not a regular file");
+      if (st.st_size == 0) throw CheckpointError(path + ": empty file (0 bytes), not a checkpoint");
+    } catch (...) {
+      ::close(fd_);  // no destructor runs for a constructor that throws
+      throw;
+    }
     size_ = static_cast<size_t>(st.st_size);
   }
   ~OpenFile() {

@@ -40,7 +40,6 @@ CheckpointFile describe(const std::string& path) {
     f.meta = read_checkpoint_meta(path);
   } catch (const CheckpointError& e) {
     f.problem = e.what();
-    f.unreadable = !e.damaged();
   }
   return f;
 }

@@ -62,9 +62,12 @@ LoadedCheckpoint resume_path(const CheckpointManager& manager, const std::string
   } catch (const CheckpointError& e) {
     given_error = e;  // PATH may be gone (pruned) while its descendants are here
   }
+  // Identity is the checksum while PATH can be read; only a PATH that is gone is matched by its name
+  // (a name can have held other files before).
+  const std::string name = given ? "" : absolute(from);
   std::vector<std::string> skipped;
   auto descendant = manager.load_newest_good(skipped, check, [&](const CheckpointFile& f) {
-    return f.meta && f.meta->descends_from(checksum, absolute(from));
+    return f.meta && f.meta->descends_from(checksum, name);
   });
   for (const auto& why : skipped) log::warn("skipping unreadable checkpoint: {}", why);
   if (descendant) {

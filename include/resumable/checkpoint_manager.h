@@ -43,7 +43,6 @@ struct CheckpointFile {
   std::string path;
   std::optional<CheckpointMeta> meta;  // nullopt: no record (older trainer) or unreadable
   std::string problem;                 // why the record could not be read, if it could not
-  bool unreadable = false;             // the file system refused (not damage)
 
   int64_t segment() const { return meta ? meta->segment : 0; }
   int64_t step() const;  // from the record, else from a step-N.pt name, else -1
