@@ -6,10 +6,10 @@
 #include <cstdint>
 #include <string>
 
-#include "resumable/checkpoint_file.h"
-#include "resumable/checkpoint_state.h"
-#include "resumable/checkpoint_summary.h"
-#include "resumable/errors.h"
+#include "resumable/checkpoint/checkpoint_file.h"
+#include "resumable/checkpoint/checkpoint_state.h"
+#include "resumable/training/checkpoint_summary.h"
+#include "resumable/util/errors.h"
 
 using namespace resumable;
 

@@ -4,8 +4,8 @@
 #include <sstream>
 #include <string>
 
-#include "resumable/cmudict.h"
-#include "resumable/vocabulary.h"
+#include "resumable/data/cmudict.h"
+#include "resumable/data/vocabulary.h"
 
 using namespace resumable;
 

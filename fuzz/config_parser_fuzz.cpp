@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "resumable/config.h"
+#include "resumable/config/config.h"
 
 using namespace resumable;
 

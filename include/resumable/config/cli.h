@@ -1,0 +1,34 @@
+// The command line: `trainer [--config FILE] [--KEY VALUE ...] [--eval] [--print-config]`.
+// Every config key is a flag (generated from the config field table); parsing only collects the
+// overrides, so they can be applied over whichever base config the run ends up using (a file, the
+// embedded defaults, or the config saved in the checkpoint being resumed).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "resumable/config/config.h"
+
+namespace resumable {
+
+struct CliArgs {
+  std::optional<std::string> config_path;                      // --config
+  std::vector<std::pair<std::string, std::string>> overrides;  // (field name, text), in order
+  bool eval = false;          // --eval: report metrics of a checkpoint on the test split
+  bool print_config = false;  // --print-config: print the resolved config as JSON and exit
+  bool help = false;
+  bool version = false;
+
+  bool overrides_field(const std::string& name) const;
+};
+
+// Throws ConfigError on unknown flags, missing values and stray arguments.
+CliArgs parse_cli(int argc, const char* const* argv);
+std::string cli_help_text();
+
+// Base config (file or defaults) with the command-line overrides applied, then validated.
+TrainConfig apply_overrides(TrainConfig base, const CliArgs& args);
+
+}  // namespace resumable

@@ -1,0 +1,139 @@
+// TrainConfig: every knob of a run, declared once in a field table that drives JSON parsing, the
+// command line, `--help`, validation and the config comparison done on resume.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "resumable/util/errors.h"
+
+namespace resumable {
+
+struct TrainConfig {
+  // --- model architecture (must equal a checkpoint's to resume from it)
+  int64_t d_model = 128;         // width of embeddings and attention
+  int64_t heads = 4;             // attention heads; divides d_model
+  int64_t encoder_layers = 2;    // Transformer encoder blocks
+  int64_t decoder_layers = 2;    // Transformer decoder blocks
+  int64_t ff_dim = 512;          // hidden width of each feed-forward block
+  double dropout = 0.1;          // dropout probability in attention, FFN and embeddings
+
+  // --- data
+  std::string data = "data/cmudict.dict";  // CMUdict file (scripts/setup links Debian's copy)
+  double val_fraction = 0.05;    // share of distinct words held out for validation
+  double test_fraction = 0.05;   // share of distinct words held out for the test split
+  int64_t limit_words = 0;       // use only the first N training words (0 = all): quick tests
+  bool length_bucketing = true;  // batch words of similar length together (less padding)
+
+  // --- optimisation
+  int64_t epochs = 3;            // passes over the training split
+  int64_t batch_size = 256;      // samples per optimizer step, summed over all ranks
+  double lr = 1e-3;              // peak learning rate after warmup
+  double min_lr = 1e-5;          // learning rate at the end of the cosine decay
+  int64_t warmup_steps = 0;      // linear warmup in optimizer steps (wins over warmup_epochs)
+  double warmup_epochs = 0.5;    // linear warmup in epochs, used when warmup_steps is 0
+  int64_t total_steps = 0;       // schedule length in steps; 0 = epochs * steps per epoch
+  double weight_decay = 0.01;    // AdamW decoupled weight decay
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.98;
+  double adam_eps = 1e-9;
+  double grad_clip = 1.0;        // max global gradient norm; 0 disables clipping
+  double label_smoothing = 0.1;  // label smoothing of the cross-entropy
+  int64_t seed = 1234;           // model init, dropout and data order
+  int64_t max_steps = 0;         // stop after this global step without changing the schedule (0 = off)
+
+  // --- evaluation
+  int64_t eval_batch_size = 512; // words per rank per evaluation batch
+  int64_t eval_every_epochs = 1; // validate after every N epochs
+  int64_t eval_limit = 0;        // evaluate only the first N words of a split (0 = all)
+  int64_t beam_size = 1;         // hypotheses per word in decoding (1 = greedy)
+
+  // --- hardware
+  std::string device = "auto";   // cpu | cuda | auto
+  std::string amp = "none";      // none | bf16 | fp16 (fp16 uses the dynamic loss scaler)
+  int64_t threads = 0;           // intra-op threads per rank; 0 = cores / ranks on this node
+  std::string cpu_kernels = "auto";  // auto | avx2 | avx512: ATen's CPU kernel set (ATEN_CPU_CAPABILITY)
+  double timeout_s = 600;        // collective and rendezvous timeout: a dead peer fails, never hangs
+  double save_timeout_s = 1800;  // longest the other ranks wait for rank 0 to save a checkpoint (0 = no limit)
+  int64_t bucket_mb = 25;        // gradient bucket size of the DDP reducer
+
+  // --- checkpoints and run control
+  std::string run_dir;           // where a run writes everything; empty = runs/<config name>
+  int64_t save_every_steps = 0;  // save every N global steps (0 = off)
+  int64_t save_every_epochs = 1; // save after every N epochs (0 = off)
+  double save_every_minutes = 0; // save when this many minutes passed since the last save (0 = off)
+  int64_t keep_last = 3;         // numbered step-*.pt snapshots to keep (best/last always kept)
+  int64_t keep_every = 0;        // also keep every snapshot whose step is a multiple of this (0 = off)
+  std::string best_metric = "val_loss";  // val_loss | val_wer | val_per | val_token_acc
+  std::string best_mode = "auto";        // min | max | auto (max for accuracy, else min)
+  std::string resume_from = "auto";      // auto | never | PATH
+  std::string init_from;                 // load weights only from this checkpoint (fine-tuning)
+  bool force = false;                    // with resume_from=never: set an existing run aside
+  int64_t max_failed_saves = 3;  // stop after this many consecutive failed periodic saves
+  int64_t log_every_steps = 50;  // progress line every N steps
+
+  // Name used for the default run directory: the config file's stem, or "default".
+  std::string name = "default";
+
+  // The resolved run directory.
+  std::string resolved_run_dir() const;
+  // "min" or "max", resolving best_mode=auto from the metric.
+  std::string resolved_best_mode() const;
+};
+
+// How a field is treated when a run resumes with a config that differs from the saved one.
+enum class FieldRole {
+  kArchitecture,  // must be equal: a difference is an error
+  kData,          // defines the training set and its order: a difference is an error
+  kSchedule,      // length of training: the LR schedule is re-planned
+  kTuning,        // may change with a warning (batch size, LR, ...)
+  kControl,       // run control: may change silently
+  kInvocation,    // applies to one invocation only: never taken over from a saved config
+};
+
+struct ConfigField {
+  std::string name;  // JSON key; the flag is --name with '_' as '-'
+  std::string flag;  // command-line flag without dashes
+  std::string help;
+  FieldRole role;
+  std::variant<int64_t TrainConfig::*, double TrainConfig::*, bool TrainConfig::*,
+               std::string TrainConfig::*>
+      member;
+  // Returns "" when the value is acceptable, else what was expected ("an integer >= 1").
+  std::function<std::string(const TrainConfig&)> check;
+};
+
+// The table; its order is the order of --help and of the JSON dump.
+const std::vector<ConfigField>& config_fields();
+
+// Reads a JSON config file over `base`. Throws ConfigError naming the file and field.
+TrainConfig load_config_file(const std::string& path, TrainConfig base = {});
+// Applies a JSON object (e.g. saved in a checkpoint) over `base`; `origin` names it in errors.
+TrainConfig config_from_json(const nlohmann::json& j, const std::string& origin, TrainConfig base = {});
+// Sets one field from its textual value (command line). Throws ConfigError naming the flag.
+void set_field_from_string(TrainConfig& cfg, const std::string& name, const std::string& value,
+                           const std::string& origin);
+// Checks every field's range and the cross-field rules; throws ConfigError on the first problem.
+void validate(const TrainConfig& cfg, const std::string& origin);
+
+nlohmann::json config_to_json(const TrainConfig& cfg);
+// JSON text of one field's value.
+std::string field_value_text(const TrainConfig& cfg, const ConfigField& f);
+
+struct ConfigDifference {
+  std::string field;
+  std::string saved;
+  std::string given;
+  FieldRole role;
+};
+// Fields whose values differ between a saved and a given config.
+std::vector<ConfigDifference> diff_configs(const TrainConfig& saved, const TrainConfig& given);
+
+}  // namespace resumable

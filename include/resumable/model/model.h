@@ -1,0 +1,112 @@
+// The G2P model: a pre-norm Transformer encoder-decoder over characters (in) and ARPAbet
+// phonemes (out), with sinusoidal positions and the output projection tied to the target
+// embedding. Attention goes through at::scaled_dot_product_attention (fused kernels on CPU/GPU).
+// Dropout acts on embeddings and residual branches only (fairseq's defaults: no attention or
+// activation dropout); on CPU, dropout masks are a sizeable part of a step's time.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include "resumable/config/config.h"
+
+namespace resumable {
+
+struct ModelOptions {
+  int64_t source_vocab = 0;
+  int64_t target_vocab = 0;
+  int64_t d_model = 128;
+  int64_t heads = 4;
+  int64_t encoder_layers = 2;
+  int64_t decoder_layers = 2;
+  int64_t ff_dim = 512;
+  double dropout = 0.1;
+};
+
+// The architecture a config describes, for vocabularies of the given sizes.
+ModelOptions model_options(const TrainConfig& cfg, int64_t source_vocab, int64_t target_vocab);
+
+class MultiHeadAttentionImpl : public torch::nn::Module {
+ public:
+  MultiHeadAttentionImpl(int64_t d_model, int64_t heads);
+  // query [B,Tq,D], memory [B,Tk,D]; key_mask [B,1,1,Tk] bool (true = attend) or undefined.
+  torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& memory, const torch::Tensor& key_mask,
+                        bool causal);
+
+ private:
+  int64_t heads_;
+  torch::nn::Linear q_{nullptr}, kv_{nullptr}, out_{nullptr};
+};
+TORCH_MODULE(MultiHeadAttention);
+
+class FeedForwardImpl : public torch::nn::Module {
+ public:
+  FeedForwardImpl(int64_t d_model, int64_t ff_dim);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  torch::nn::Linear in_{nullptr}, out_{nullptr};
+};
+TORCH_MODULE(FeedForward);
+
+class EncoderLayerImpl : public torch::nn::Module {
+ public:
+  EncoderLayerImpl(const ModelOptions& o);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_mask);
+
+ private:
+  torch::nn::LayerNorm norm1_{nullptr}, norm2_{nullptr};
+  MultiHeadAttention attention_{nullptr};
+  FeedForward ff_{nullptr};
+  torch::nn::Dropout dropout_{nullptr};
+};
+TORCH_MODULE(EncoderLayer);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  DecoderLayerImpl(const ModelOptions& o);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& memory, const torch::Tensor& memory_mask);
+
+ private:
+  torch::nn::LayerNorm norm1_{nullptr}, norm2_{nullptr}, norm3_{nullptr};
+  MultiHeadAttention self_attention_{nullptr}, cross_attention_{nullptr};
+  FeedForward ff_{nullptr};
+  torch::nn::Dropout dropout_{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+class G2PTransformerImpl : public torch::nn::Module {
+ public:
+  explicit G2PTransformerImpl(const ModelOptions& options);
+
+  // Teacher forcing: source [B,S], target_in [B,T] (starting with BOS) -> logits [B,T,V].
+  torch::Tensor forward(const torch::Tensor& source, const torch::Tensor& target_in);
+  // Greedy decoding: [B,S] -> [B,L] phoneme ids, each row ending in EOS or cut at max_len.
+  torch::Tensor greedy_decode(const torch::Tensor& source, int64_t max_len);
+  // Beam search with `beam` hypotheses per word, ranked by length-normalized log-probability;
+  // returns the best, shaped like greedy_decode(). beam == 1 is greedy decoding.
+  torch::Tensor beam_decode(const torch::Tensor& source, int64_t max_len, int64_t beam);
+
+  const ModelOptions& options() const { return options_; }
+
+ private:
+  torch::Tensor embed(torch::nn::Embedding& table, const torch::Tensor& ids);
+  torch::Tensor encode(const torch::Tensor& source, torch::Tensor& key_mask);
+  torch::Tensor decode(const torch::Tensor& target_in, const torch::Tensor& memory, const torch::Tensor& key_mask);
+  torch::Tensor positions(int64_t length, const torch::Device& device, c10::ScalarType dtype);
+
+  ModelOptions options_;
+  torch::nn::Embedding source_embedding_{nullptr}, target_embedding_{nullptr};
+  torch::nn::ModuleList encoder_, decoder_;
+  torch::nn::LayerNorm encoder_norm_{nullptr}, decoder_norm_{nullptr};
+  torch::nn::Dropout dropout_{nullptr};
+  torch::Tensor position_table_;  // sinusoidal, cached; not a parameter or buffer
+};
+TORCH_MODULE(G2PTransformer);
+
+}  // namespace resumable

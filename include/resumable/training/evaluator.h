@@ -1,0 +1,39 @@
+// Validation and test metrics, computed on each rank's share of the words and reduced across
+// ranks: teacher-forced loss and token accuracy, and WER/PER of greedy decoding.
+#pragma once
+
+#include <functional>
+#include <optional>
+
+#include <c10/core/Device.h>
+
+#include "resumable/data/batch.h"
+#include "resumable/model/model.h"
+#include "resumable/training/train_state.h"
+
+namespace resumable {
+
+class Distributed;
+
+struct EvalOptions {
+  int64_t batch_size = 512;  // words per rank per batch
+  int64_t limit = 0;         // first N words of the split (0 = all)
+  int64_t beam = 1;          // beam width of decoding (1 = greedy)
+};
+
+class Evaluator {
+ public:
+  Evaluator(const EncodedCorpus& data, Distributed& dist, c10::Device device);
+  // Collective: every rank must call it. Leaves the model in eval mode. With `stop`, the ranks
+  // agree after every batch whether any of them was asked to stop (one tiny allreduce), and all
+  // return nullopt together: a stop request waits for one batch, not a whole evaluation.
+  std::optional<EvalResult> evaluate(G2PTransformer& model, Split split, const EvalOptions& options,
+                                     const std::function<bool()>& stop = nullptr);
+
+ private:
+  const EncodedCorpus& data_;
+  Distributed& dist_;
+  c10::Device device_;
+};
+
+}  // namespace resumable

@@ -1,0 +1,49 @@
+// Which checkpoint a run starts from, decided by rank 0 under the run directory's lock and agreed
+// by all ranks:
+//   --resume auto   last.pt if it reads and verifies, else the newest good checkpoint (saying
+//                   which were skipped and why; only damaged files are skipped: a file the file
+//                   system refuses or a newer format stops the run, touching nothing); none at
+//                   all: a fresh start. On a terminal it asks first; in batch jobs it never waits.
+//   --resume never  a fresh start; refused where checkpoints exist unless --force, which moves
+//                   them aside (nothing is deleted).
+//   --resume PATH   that file, or, once this run has saved checkpoints that descend from it (a
+//                   restart with the same flags), the newest of those.
+//   --init-from F   weights only, for fine-tuning (when the run has no checkpoint of its own).
+// Then every rank loads the chosen file and rank 0 confirms all hold the same checksum.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "resumable/checkpoint/checkpoint_file.h"
+#include "resumable/config/config.h"
+#include "resumable/checkpoint/run_directory_lock.h"
+
+namespace resumable {
+
+class Distributed;
+
+struct ResumePlan {
+  enum class Kind { kFresh, kResume, kInitFrom };
+  Kind kind = Kind::kFresh;
+  std::optional<LoadedCheckpoint> checkpoint;  // loaded and verified on every rank
+  // Rank 0 only: the lock held for the job's life, and the lineage the run's saves carry on.
+  std::unique_ptr<RunDirectoryLock> lock;
+  int64_t segment = 1;                        // this launch's segment (CheckpointMeta::segment)
+  std::vector<CheckpointAncestor> resumed_from;  // the timeline's resumes, this one included
+};
+
+struct ResumeOptions {
+  bool for_evaluation = false;  // --eval: PATH, else best.pt, else the newest good; no lock
+};
+
+// Collective. Throws on every rank alike when rank 0 cannot decide (the lock is held by another
+// job: ConfigError; no usable checkpoint: CheckpointError).
+ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, const ResumeOptions& options);
+
+// "epoch E, step S" of a loaded checkpoint, for messages.
+std::string position_text(const LoadedCheckpoint& ck);
+
+}  // namespace resumable

@@ -1,0 +1,128 @@
+// The training run: builds every component from the config and the resume plan, then
+//   restore -> loop { batch, step, record, maybe validate, maybe save, maybe stop } -> exit code.
+// A policy decides *when* to save (save_due), the CheckpointManager decides *how*.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <c10/core/Device.h>
+#include <torch/optim/adamw.h>
+
+#include "resumable/data/batch.h"
+#include "resumable/checkpoint/checkpoint_manager.h"
+#include "resumable/checkpoint/checkpoint_state.h"
+#include "resumable/config/cli.h"
+#include "resumable/data/cmudict.h"
+#include "resumable/config/config.h"
+#include "resumable/distributed/data_parallel.h"
+#include "resumable/data/distributed_sampler.h"
+#include "resumable/training/evaluator.h"
+#include "resumable/distributed/launch_env.h"
+#include "resumable/training/loss_scaler.h"
+#include "resumable/model/model.h"
+#include "resumable/training/resume_planner.h"
+#include "resumable/training/rng_state.h"
+#include "resumable/training/train_state.h"
+#include "resumable/training/warmup_cosine_schedule.h"
+
+namespace resumable {
+
+class Distributed;
+
+// The device a rank trains on: --device auto picks this rank's GPU when CUDA is available.
+c10::Device choose_device(const std::string& device, int local_rank);
+
+class Trainer {
+ public:
+  // Collective: plans the resume with the other ranks, loads data, builds and restores the model.
+  Trainer(TrainConfig cfg, const CliArgs& cli, const LaunchEnv& env, Distributed& dist);
+  ~Trainer();
+
+  // Trains until the end of the schedule, --max-steps, or a stop signal. Returns the exit code.
+  int train();
+  // --eval: test-split metrics of the planned checkpoint, printed as one JSON line. Exit code.
+  int evaluate();
+
+  const TrainConfig& config() const { return cfg_; }
+
+ private:
+  struct StepResult {
+    double loss_sum = 0;  // over all ranks
+    double tokens = 0;
+    int64_t samples = 0;
+    bool stop_requested = false;  // a rank received a stop signal
+    bool time_to_save = false;    // rank 0's clock says save_every_minutes has passed
+  };
+  struct EpochEnd {
+    bool improved = false;     // validation found a new best
+    bool interrupted = false;  // a stop request cut the validation short (it runs again on resume)
+  };
+
+  void reconcile_config(const CliArgs& cli);
+  void load_data();
+  void build_model();
+  void start_fresh();
+  void restore(const LoadedCheckpoint& ck);
+  int64_t planned_total_steps() const;
+
+  int train_until_stop();
+  // The validation of a finished epoch that a stop interrupted, then a save; false if stopped again.
+  bool run_pending_validation();
+  StepResult train_step(const std::vector<int64_t>& global_batch);
+  EpochEnd end_epoch();
+  // nullopt when a stop request interrupted it (every rank alike).
+  std::optional<EvalResult> validate();
+  // Collective: gathers every rank's RNG; rank 0 writes, the others wait for its outcome (bounded
+  // by save_timeout_s and rank 0's heartbeat). Publishes best.pt as well while the best so far
+  // is not in it. Returns whether last.pt now holds this step.
+  bool save_checkpoint(const char* reason);
+  // Rank 0's part of a save; returns "S" (saved) or "F" + why. Never throws.
+  std::string write_checkpoint_on_main(const std::vector<at::Tensor>& cpu_states,
+                                       const std::vector<at::Tensor>& cuda_states, const char* reason,
+                                       const std::string& weights);
+  StateDict snapshot(const std::vector<at::Tensor>& cpu_states, const std::vector<at::Tensor>& cuda_states);
+  // After a resume: best.pt must hold the step the checkpoint calls best (a save that died
+  // between last.pt and best.pt, or a best that was never published, is mended here).
+  void republish_best(const LoadedCheckpoint& ck);
+  // Collective: hashes this rank's parameters and checks every rank holds the same. Returns the digest.
+  std::string verify_replicas();
+  void trace_samples(const std::vector<int64_t>& mine);
+  void report_progress(const StepResult& r, bool force_line);
+  std::string data_fingerprint() const;
+
+  TrainConfig cfg_;
+  const LaunchEnv& env_;
+  Distributed& dist_;
+  c10::Device device_;
+  ResumePlan plan_;
+  std::string run_dir_;                   // fixed before the lock and the resume decision
+  std::optional<TrainConfig> saved_cfg_;  // the config of the checkpoint being resumed, if any
+  std::unique_ptr<RunDirectoryLock> lock_;  // rank 0, while training
+
+  std::vector<Pronunciation> entries_;
+  G2PCorpus corpus_;
+  EncodedCorpus data_;
+
+  G2PTransformer model_{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<DataParallel> ddp_;
+  std::unique_ptr<DistributedSampler> sampler_;
+  std::unique_ptr<Evaluator> evaluator_;
+  WarmupCosineSchedule schedule_;
+  LossScaler scaler_;
+  TrainState state_;
+  CheckpointManager checkpoints_;
+
+  int64_t failed_saves_ = 0;
+  bool best_unpublished_ = false;  // best.pt does not hold the best step yet (it is new, or its save failed)
+  std::optional<PendingBest> pending_best_;  // rank 0: that best's state, when its own save failed
+  std::chrono::steady_clock::time_point last_save_time_;
+  std::chrono::steady_clock::time_point last_report_time_;
+  int64_t samples_since_report_ = 0;
+  double samples_per_second_ = 0;
+};
+
+}  // namespace resumable

@@ -1,0 +1,147 @@
+// trainer: the command-line entry point. Parses flags and config, finds out how it was launched,
+// joins the other ranks, and hands over to the Trainer. Every error a user can cause ends here as
+// one line naming what is wrong, and a documented exit code (errors.h).
+#include <chrono>
+#include <cstdlib>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+#include <torch/version.h>
+
+#include "resumable/tools/ckpt_command.h"
+#include "resumable/config/cli.h"
+#include "resumable/distributed/distributed.h"
+#include "resumable/util/errors.h"
+#include "resumable/distributed/launch_env.h"
+#include "resumable/util/log.h"
+#include "resumable/util/signals.h"
+#include "resumable/training/trainer.h"
+
+using namespace resumable;
+
+namespace {
+
+std::string one_line(std::string s) {
+  auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+std::string error_text(const std::exception& e) {
+  if (auto* c = dynamic_cast<const c10::Error*>(&e)) return one_line(c->what_without_backtrace());
+  return one_line(e.what());
+}
+
+// torchrun reads a failing worker's error from this file (its "reply file" format).
+void write_torchrun_error_file(const LaunchEnv& env, const std::string& message) {
+  if (env.error_file.empty()) return;
+  nlohmann::json j = {{"message",
+                       {{"message", message},
+                        {"extraInfo",
+                         {{"py_callstack", ""},
+                          {"timestamp", std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                           std::chrono::system_clock::now().time_since_epoch())
+                                                           .count())}}}}}};
+  std::ofstream(env.error_file) << j.dump();
+}
+
+// Launchers that cannot pass an exit code on (torchrun exits 1 whatever its workers returned)
+// set RESUMABLE_EXIT_FILE; rank 0 writes its exit code there, so a wrapper script can tell
+// "stopped and saved" (75) from a crash.
+void write_exit_file(const LaunchEnv& env, int code) {
+  const char* path = std::getenv("RESUMABLE_EXIT_FILE");
+  if (!path || !*path || env.rank != 0) return;
+  std::ofstream(path) << code << "\n";
+}
+
+// ATen picks its CPU kernels once, at the first tensor operation, from ATEN_CPU_CAPABILITY; on some
+// AVX-512 CPUs (AMD Zen 4) it defaults to AVX2, which makes bf16 slow. An explicit environment
+// variable wins over the config.
+void set_cpu_kernels(const TrainConfig& cfg) {
+  if (cfg.cpu_kernels != "auto") ::setenv("ATEN_CPU_CAPABILITY", cfg.cpu_kernels.c_str(), /*overwrite=*/0);
+}
+
+void set_threads(const TrainConfig& cfg, const LaunchEnv& env) {
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  int threads = cfg.threads > 0 ? static_cast<int>(cfg.threads) : std::max(1, cores / std::max(1, env.local_world_size));
+  at::set_num_threads(threads);
+}
+
+int run(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "ckpt") return run_ckpt_command(argc - 1, argv + 1);
+  CliArgs cli = parse_cli(argc, argv);
+  if (cli.help) {
+    std::cout << cli_help_text();
+    return exit_code::kDone;
+  }
+  if (cli.version) {
+    std::cout << "trainer " << RESUMABLE_VERSION << " (torch " << TORCH_VERSION << ")\n";
+    return exit_code::kDone;
+  }
+  TrainConfig base = cli.config_path ? load_config_file(*cli.config_path) : TrainConfig{};
+  TrainConfig cfg = apply_overrides(base, cli);
+  if (cli.print_config) {
+    std::cout << config_to_json(cfg).dump(2) << "\n";
+    return exit_code::kDone;
+  }
+  LaunchEnv env = detect_launch_env(process_env());
+  init_logging(env.rank, env.world_size);
+  set_cpu_kernels(cfg);
+  set_threads(cfg, env);
+
+  DistributedOptions options;
+  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.timeout_s * 1000));
+  options.nccl = choose_device(cfg.device, env.local_rank).is_cuda();
+  options.cuda_device = env.local_rank;
+  auto dist = Distributed::connect(env, options);
+  log::info("joined {} rank(s) via {} (local rank {}/{}), {} thread(s) per rank", env.world_size,
+               launcher_name(env.launcher), env.local_rank, env.local_world_size, at::get_num_threads());
+
+  Trainer trainer(cfg, cli, env, *dist);
+  stop_signals_become_requests();  // the loop and the evaluator poll them from here on
+  return cli.eval ? trainer.evaluate() : trainer.train();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // As early as possible (a launcher may signal as soon as we exist): from here to the first step
+  // a stop signal ends the process at once with 75, since there is nothing new to save yet. The
+  // checkpoint tools keep the default dispositions.
+  if (!(argc > 1 && std::string(argv[1]) == "ckpt")) install_stop_signal_handlers();
+  LaunchEnv env;
+  try {
+    env = detect_launch_env(process_env());
+  } catch (...) {
+  }
+  int code = exit_code::kRuntimeError;
+  std::string message;
+  try {
+    code = run(argc, argv);
+  } catch (const ConfigError& e) {
+    code = exit_code::kBadInput, message = error_text(e);
+  } catch (const DataError& e) {
+    code = exit_code::kBadInput, message = error_text(e);
+  } catch (const SaveError& e) {
+    code = exit_code::kSaveFailed, message = error_text(e);
+  } catch (const CheckpointError& e) {
+    code = exit_code::kRuntimeError, message = error_text(e);
+  } catch (const std::exception& e) {
+    code = exit_code::kRuntimeError, message = error_text(e);
+  }
+  if (!message.empty()) {
+    if (logging_ready()) log_error(message);
+    else std::fprintf(stderr, "trainer: error: %s\n", message.c_str());
+    write_torchrun_error_file(env, message);
+  }
+  write_exit_file(env, code);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  // Skip destructors on failure: a process group whose peer died may block in its destructor.
+  if (code != exit_code::kDone) std::_Exit(code);
+  return code;
+}

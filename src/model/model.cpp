@@ -1,0 +1,201 @@
+#include "resumable/model/model.h"
+
+#include <cmath>
+
+#include "resumable/data/vocabulary.h"
+
+namespace resumable {
+
+namespace F = torch::nn::functional;
+
+ModelOptions model_options(const TrainConfig& cfg, int64_t source_vocab, int64_t target_vocab) {
+  ModelOptions o;
+  o.source_vocab = source_vocab;
+  o.target_vocab = target_vocab;
+  o.d_model = cfg.d_model;
+  o.heads = cfg.heads;
+  o.encoder_layers = cfg.encoder_layers;
+  o.decoder_layers = cfg.decoder_layers;
+  o.ff_dim = cfg.ff_dim;
+  o.dropout = cfg.dropout;
+  return o;
+}
+
+MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t d_model, int64_t heads) : heads_(heads) {
+  q_ = register_module("q", torch::nn::Linear(d_model, d_model));
+  kv_ = register_module("kv", torch::nn::Linear(d_model, 2 * d_model));
+  out_ = register_module("out", torch::nn::Linear(d_model, d_model));
+}
+
+torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& memory,
+                                              const torch::Tensor& key_mask, bool causal) {
+  const int64_t b = query.size(0), tq = query.size(1), tk = memory.size(1), d = query.size(2);
+  const int64_t hd = d / heads_;
+  auto q = q_(query).view({b, tq, heads_, hd}).transpose(1, 2);
+  auto kv = kv_(memory).view({b, tk, 2, heads_, hd}).permute({2, 0, 3, 1, 4});
+  std::optional<torch::Tensor> mask;
+  if (key_mask.defined()) mask = key_mask;
+  auto y = at::scaled_dot_product_attention(q, kv[0], kv[1], mask, 0.0, causal);
+  return out_(y.transpose(1, 2).reshape({b, tq, d}));
+}
+
+FeedForwardImpl::FeedForwardImpl(int64_t d_model, int64_t ff_dim) {
+  in_ = register_module("in", torch::nn::Linear(d_model, ff_dim));
+  out_ = register_module("out", torch::nn::Linear(ff_dim, d_model));
+}
+
+torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) { return out_(F::gelu(in_(x))); }
+
+EncoderLayerImpl::EncoderLayerImpl(const ModelOptions& o) {
+  norm1_ = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
+  attention_ = register_module("attention", MultiHeadAttention(o.d_model, o.heads));
+  norm2_ = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
+  ff_ = register_module("ff", FeedForward(o.d_model, o.ff_dim));
+  dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout));
+}
+
+torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& key_mask) {
+  auto h = norm1_(x);
+  auto y = x + dropout_(attention_(h, h, key_mask, false));
+  return y + dropout_(ff_(norm2_(y)));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelOptions& o) {
+  norm1_ = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
+  self_attention_ = register_module("self_attention", MultiHeadAttention(o.d_model, o.heads));
+  norm2_ = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
+  cross_attention_ = register_module("cross_attention", MultiHeadAttention(o.d_model, o.heads));
+  norm3_ = register_module("norm3", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
+  ff_ = register_module("ff", FeedForward(o.d_model, o.ff_dim));
+  dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& memory,
+                                        const torch::Tensor& memory_mask) {
+  // Targets are padded at the end, so the causal mask alone keeps real positions off padding.
+  auto h = norm1_(x);
+  auto y = x + dropout_(self_attention_(h, h, torch::Tensor(), true));
+  y = y + dropout_(cross_attention_(norm2_(y), memory, memory_mask, false));
+  return y + dropout_(ff_(norm3_(y)));
+}
+
+G2PTransformerImpl::G2PTransformerImpl(const ModelOptions& o) : options_(o) {
+  source_embedding_ = register_module("source_embedding", torch::nn::Embedding(o.source_vocab, o.d_model));
+  target_embedding_ = register_module("target_embedding", torch::nn::Embedding(o.target_vocab, o.d_model));
+  encoder_ = register_module("encoder", torch::nn::ModuleList());
+  decoder_ = register_module("decoder", torch::nn::ModuleList());
+  for (int64_t i = 0; i < o.encoder_layers; ++i) encoder_->push_back(EncoderLayer(o));
+  for (int64_t i = 0; i < o.decoder_layers; ++i) decoder_->push_back(DecoderLayer(o));
+  encoder_norm_ = register_module("encoder_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
+  decoder_norm_ = register_module("decoder_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model})));
+  dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout));
+
+  torch::NoGradGuard no_grad;
+  for (auto& p : named_parameters()) {
+    if (p.key().find("embedding") != std::string::npos)
+      torch::nn::init::normal_(p.value(), 0.0, std::pow(static_cast<double>(o.d_model), -0.5));
+    else if (p.value().dim() == 2)
+      torch::nn::init::xavier_uniform_(p.value());
+    else if (p.key().find("bias") != std::string::npos && p.key().find("norm") == std::string::npos)
+      p.value().zero_();
+  }
+}
+
+torch::Tensor G2PTransformerImpl::positions(int64_t length, const torch::Device& device, c10::ScalarType dtype) {
+  if (!position_table_.defined() || position_table_.size(0) < length || position_table_.device() != device) {
+    int64_t n = std::max<int64_t>(length, 64), d = options_.d_model;
+    auto pos = torch::arange(n, torch::kDouble).unsqueeze(1);
+    auto freq = torch::exp(torch::arange(0, d, 2, torch::kDouble) * (-std::log(10000.0) / static_cast<double>(d)));
+    auto table = torch::zeros({n, d}, torch::kDouble);
+    table.index_put_({torch::indexing::Slice(), torch::indexing::Slice(0, torch::indexing::None, 2)}, torch::sin(pos * freq));
+    table.index_put_({torch::indexing::Slice(), torch::indexing::Slice(1, torch::indexing::None, 2)},
+                     torch::cos(pos * freq).narrow(1, 0, d / 2));
+    position_table_ = table.to(device, torch::kFloat);
+  }
+  return position_table_.narrow(0, 0, length).to(dtype);
+}
+
+torch::Tensor G2PTransformerImpl::embed(torch::nn::Embedding& table, const torch::Tensor& ids) {
+  auto x = table(ids) * std::sqrt(static_cast<double>(options_.d_model));
+  return dropout_(x + positions(ids.size(1), x.device(), x.scalar_type()));
+}
+
+torch::Tensor G2PTransformerImpl::encode(const torch::Tensor& source, torch::Tensor& key_mask) {
+  key_mask = source.ne(Vocabulary::kPad).view({source.size(0), 1, 1, source.size(1)});
+  auto x = embed(source_embedding_, source);
+  for (auto& layer : *encoder_) x = layer->as<EncoderLayer>()->forward(x, key_mask);
+  return encoder_norm_(x);
+}
+
+torch::Tensor G2PTransformerImpl::decode(const torch::Tensor& target_in, const torch::Tensor& memory,
+                                         const torch::Tensor& key_mask) {
+  auto y = embed(target_embedding_, target_in);
+  for (auto& layer : *decoder_) y = layer->as<DecoderLayer>()->forward(y, memory, key_mask);
+  // Output projection tied to the target embedding.
+  return torch::matmul(decoder_norm_(y), target_embedding_->weight.t());
+}
+
+torch::Tensor G2PTransformerImpl::forward(const torch::Tensor& source, const torch::Tensor& target_in) {
+  torch::Tensor key_mask;
+  auto memory = encode(source, key_mask);
+  return decode(target_in, memory, key_mask);
+}
+
+torch::Tensor G2PTransformerImpl::greedy_decode(const torch::Tensor& source, int64_t max_len) {
+  torch::Tensor key_mask;
+  auto memory = encode(source, key_mask);
+  const int64_t b = source.size(0);
+  auto out = torch::full({b, 1}, Vocabulary::kBos, source.options());
+  auto finished = torch::zeros({b}, source.options().dtype(torch::kBool));
+  for (int64_t t = 0; t < max_len; ++t) {
+    auto logits = decode(out, memory, key_mask).select(1, t);
+    auto next = logits.argmax(-1).masked_fill(finished, Vocabulary::kPad);
+    out = torch::cat({out, next.unsqueeze(1)}, 1);
+    finished = finished.logical_or(next.eq(Vocabulary::kEos));
+    if (finished.all().item<bool>()) break;
+  }
+  return out.narrow(1, 1, out.size(1) - 1);
+}
+
+torch::Tensor G2PTransformerImpl::beam_decode(const torch::Tensor& source, int64_t max_len, int64_t beam) {
+  if (beam <= 1) return greedy_decode(source, max_len);
+  torch::Tensor key_mask;
+  auto memory = encode(source, key_mask);
+  const int64_t b = source.size(0), k = beam, rows = b * k;
+  // Every word's memory repeated for its k hypotheses: row r belongs to word r / k.
+  memory = memory.repeat_interleave(k, 0);
+  key_mask = key_mask.repeat_interleave(k, 0);
+  auto opts = source.options();
+  auto seqs = torch::full({rows, 1}, Vocabulary::kBos, opts);
+  // Only the first hypothesis of each word is live at the start, so the k beams do not start as copies.
+  auto scores = torch::full({b, k}, -1e9, source.options().dtype(torch::kFloat));
+  scores.select(1, 0).fill_(0);
+  auto finished = torch::zeros({rows}, opts.dtype(torch::kBool));
+  auto lengths = torch::zeros({rows}, opts.dtype(torch::kFloat));
+  const int64_t vocab = options_.target_vocab;
+  for (int64_t t = 0; t < max_len; ++t) {
+    auto logp = torch::log_softmax(decode(seqs, memory, key_mask).select(1, t).to(torch::kFloat), -1);
+    // A finished hypothesis may only extend with padding, at no cost, so its score stays put.
+    auto frozen = torch::full({vocab}, -1e9, logp.options());
+    frozen[Vocabulary::kPad] = 0;
+    logp = torch::where(finished.unsqueeze(1), frozen.unsqueeze(0), logp);
+    auto candidates = (scores.view({rows, 1}) + logp).view({b, k * vocab});
+    auto [top, index] = candidates.topk(k, 1);
+    auto from = index.div(vocab, "floor") + torch::arange(b, opts).unsqueeze(1) * k;  // source row
+    auto token = index.remainder(vocab);
+    from = from.view({rows});
+    seqs = torch::cat({seqs.index_select(0, from), token.view({rows, 1})}, 1);
+    finished = finished.index_select(0, from);
+    lengths = lengths.index_select(0, from) + finished.logical_not().to(torch::kFloat);
+    finished = finished.logical_or(token.view({rows}).eq(Vocabulary::kEos));
+    scores = top;
+    if (finished.all().item<bool>()) break;
+  }
+  // Length normalization, so short hypotheses do not win only by being short.
+  auto normalized = scores / lengths.view({b, k}).clamp_min(1);
+  auto best = normalized.argmax(1) + torch::arange(b, opts) * k;
+  auto out = seqs.index_select(0, best);
+  return out.narrow(1, 1, out.size(1) - 1);
+}
+
+}  // namespace resumable

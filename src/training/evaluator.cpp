@@ -1,0 +1,88 @@
+#include "resumable/training/evaluator.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "resumable/distributed/distributed.h"
+#include "resumable/util/edit_distance.h"
+
+namespace resumable {
+
+Evaluator::Evaluator(const EncodedCorpus& data, Distributed& dist, c10::Device device)
+    : data_(data), dist_(dist), device_(device) {}
+
+std::optional<EvalResult> Evaluator::evaluate(G2PTransformer& model, Split split, const EvalOptions& options,
+                                              const std::function<bool()>& stop) {
+  const auto& words = split == Split::kTest ? data_.corpus->test : data_.corpus->validation;
+  const auto& sources = split == Split::kTest ? data_.test_sources : data_.validation_sources;
+  size_t n = words.size();
+  if (options.limit > 0) n = std::min(n, static_cast<size_t>(options.limit));
+
+  // This rank's words, sorted by length so batches carry little padding.
+  std::vector<size_t> mine;
+  for (size_t i = static_cast<size_t>(dist_.rank()); i < n; i += static_cast<size_t>(dist_.world_size())) mine.push_back(i);
+  std::stable_sort(mine.begin(), mine.end(), [&](size_t a, size_t b) { return sources[a].size() < sources[b].size(); });
+
+  model->eval();
+  torch::NoGradGuard no_grad;
+  double loss_sum = 0, tokens = 0, correct = 0;
+  ErrorCounts errors;
+  // Ranks hold ceil or floor(n / world) words; all run as many rounds as the largest share, so
+  // that the per-batch stop agreement pairs up.
+  const size_t bs = static_cast<size_t>(options.batch_size);
+  const size_t most = (n + static_cast<size_t>(dist_.world_size()) - 1) / static_cast<size_t>(dist_.world_size());
+  const size_t rounds = (most + bs - 1) / bs;
+  for (size_t round = 0; round < rounds; ++round) {
+    if (stop) {
+      at::Tensor flag = at::tensor({stop() ? 1.0 : 0.0}, at::kDouble);
+      dist_.all_reduce_sum(flag);
+      if (flag.item<double>() > 0) return std::nullopt;
+    }
+    size_t start = round * bs;
+    if (start >= mine.size()) continue;
+    size_t end = std::min(mine.size(), start + bs);
+    // Teacher forcing against each word's first pronunciation.
+    std::vector<EncodedExample> examples;
+    for (size_t k = start; k < end; ++k)
+      examples.push_back({sources[mine[k]], data_.phonemes.encode(words[mine[k]].pronunciations.front())});
+    std::vector<const EncodedExample*> ptrs;
+    for (const auto& e : examples) ptrs.push_back(&e);
+    Batch batch = collate(ptrs, std::vector<float>(ptrs.size(), 1.0f), device_);
+    auto logits = model->forward(batch.source, batch.target_in).to(at::kFloat);
+    auto mask = batch.target_out.ne(Vocabulary::kPad);
+    auto nll = torch::nn::functional::cross_entropy(
+        logits.reshape({-1, logits.size(-1)}), batch.target_out.reshape({-1}),
+        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(Vocabulary::kPad).reduction(torch::kSum));
+    loss_sum += nll.item<double>();
+    tokens += mask.sum().item<double>();
+    correct += logits.argmax(-1).eq(batch.target_out).logical_and(mask).sum().item<double>();
+
+    // Decoding, scored against every pronunciation of the word.
+    int64_t max_len = batch.source.size(1) + 8;
+    auto decoded = model->beam_decode(batch.source, max_len, options.beam).to(at::kCPU).contiguous();
+    for (size_t k = start; k < end; ++k) {
+      auto row = decoded[static_cast<int64_t>(k - start)];
+      std::vector<int64_t> ids(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + row.numel());
+      errors.add(data_.phonemes.decode(ids), words[mine[k]].pronunciations);
+    }
+  }
+  at::Tensor totals = at::tensor({loss_sum, tokens, correct, errors.words, errors.word_errors, errors.phoneme_edits,
+                                  errors.reference_phonemes},
+                                 at::kDouble);
+  dist_.all_reduce_sum(totals);
+  auto t = totals.accessor<double, 1>();
+  EvalResult r;
+  r.loss = t[1] > 0 ? t[0] / t[1] : 0;
+  r.token_acc = t[1] > 0 ? t[2] / t[1] : 0;
+  ErrorCounts all;
+  all.words = t[3];
+  all.word_errors = t[4];
+  all.phoneme_edits = t[5];
+  all.reference_phonemes = t[6];
+  r.wer = all.wer();
+  r.per = all.per();
+  r.words = all.words;
+  return r;
+}
+
+}  // namespace resumable

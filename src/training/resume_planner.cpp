@@ -1,0 +1,213 @@
+#include "resumable/training/resume_planner.h"
+
+#include <climits>
+#include <cstdlib>
+#include <iostream>
+#include <unistd.h>
+
+#include "resumable/util/log.h"
+
+#include "resumable/checkpoint/checkpoint_manager.h"
+#include "resumable/checkpoint/checkpoint_state.h"
+#include "resumable/training/checkpoint_verify.h"
+#include "resumable/distributed/distributed.h"
+
+namespace resumable {
+namespace {
+
+bool interactive() {
+  const char* ci = std::getenv("CI");
+  return ::isatty(0) && ::isatty(1) && !(ci && *ci && std::string(ci) != "false");
+}
+
+bool ask_yes(const std::string& question) {
+  std::cout << question << " [Y/n] " << std::flush;
+  std::string answer;
+  if (!std::getline(std::cin, answer)) return true;
+  return answer.empty() || answer[0] == 'y' || answer[0] == 'Y';
+}
+
+// The path as given, made absolute (no symlinks resolved: the file may be gone).
+std::string absolute(const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  char buf[PATH_MAX];
+  if (!::getcwd(buf, sizeof buf)) return path;
+  std::string p = path.rfind("./", 0) == 0 ? path.substr(2) : path;
+  return std::string(buf) + "/" + p;
+}
+
+struct Decision {
+  ResumePlan::Kind kind = ResumePlan::Kind::kFresh;
+  std::optional<LoadedCheckpoint> loaded;  // rank 0's copy
+};
+
+void check(const LoadedCheckpoint& ck) { verify_checkpoint(ck); }
+
+LoadedCheckpoint load_verified(const std::string& path) {
+  LoadedCheckpoint ck = read_checkpoint(path);
+  check(ck);
+  return ck;
+}
+
+// --resume PATH. A restart with the same flags (a restart wrapper, a requeue, torchrun's
+// --max-restarts) must not rewind the progress made since: once this run has saved checkpoints
+// whose history holds a resume from PATH, the newest good one of those is where to go on.
+LoadedCheckpoint resume_path(const CheckpointManager& manager, const std::string& from) {
+  std::string checksum;
+  std::optional<LoadedCheckpoint> given;
+  std::optional<CheckpointError> given_error;
+  try {
+    given = load_verified(from);
+    checksum = given->checksum;
+  } catch (const CheckpointError& e) {
+    given_error = e;  // PATH may be gone (pruned) while its descendants are here
+  }
+  // Identity is the checksum while PATH can be read; only a PATH that is gone is matched by its name
+  // (a name can have held other files before).
+  const std::string name = given ? "" : absolute(from);
+  std::vector<std::string> skipped;
+  auto descendant = manager.load_newest_good(skipped, check, [&](const CheckpointFile& f) {
+    return f.meta && f.meta->descends_from(checksum, name);
+  });
+  for (const auto& why : skipped) log::warn("skipping unreadable checkpoint: {}", why);
+  if (descendant) {
+    log::info("--resume {}: this run already went on from it; continuing from {} ({}) instead", from,
+              descendant->path, position_text(*descendant));
+    return std::move(*descendant);
+  }
+  if (given_error) throw *given_error;
+  return std::move(*given);
+}
+
+// Rank 0 alone: look at the files and decide. Throws the error every rank will report.
+Decision decide(const TrainConfig& cfg, bool for_evaluation) {
+  CheckpointManager manager(cfg.resolved_run_dir() + "/checkpoints", {});
+  const std::string& from = cfg.resume_from;
+  Decision d;
+  if (for_evaluation) {
+    d.kind = ResumePlan::Kind::kResume;
+    if (from != "auto" && from != "never") {
+      d.loaded = load_verified(from);
+    } else if (!cfg.init_from.empty()) {
+      d.loaded = load_verified(cfg.init_from);
+    } else if (::access(manager.best_path().c_str(), F_OK) == 0) {
+      d.loaded = load_verified(manager.best_path());
+    } else {
+      std::vector<std::string> skipped;
+      d.loaded = manager.load_newest_good(skipped, check);
+      if (!d.loaded) throw CheckpointError(manager.dir() + ": no readable checkpoint to evaluate (give --resume PATH)");
+    }
+    return d;
+  }
+  if (from != "auto" && from != "never") {
+    d.kind = ResumePlan::Kind::kResume;
+    d.loaded = resume_path(manager, from);
+    return d;
+  }
+  bool has = manager.has_checkpoints();
+  if (from == "never" && has) {
+    if (!cfg.force)
+      throw ConfigError(manager.dir() + " already holds checkpoints: use --resume auto to continue that run, or "
+                        "--force to move them aside and start over");
+    log::warn("--resume never --force: moved {} aside to {}", manager.dir(), manager.set_aside());
+    has = false;
+  }
+  if (from == "auto" && has) {
+    std::vector<std::string> skipped;
+    auto good = manager.load_newest_good(skipped, check);
+    for (const auto& why : skipped) log::warn("skipping unreadable checkpoint: {}", why);
+    if (!good)
+      throw CheckpointError(manager.dir() + ": no readable checkpoint (" + std::to_string(skipped.size()) +
+                            " damaged); to start over instead: --resume never --force");
+    if (!skipped.empty()) log::warn("falling back to the newest good checkpoint: {}", good->path);
+    if (interactive() && !ask_yes("Resume from " + good->path + " (" + position_text(*good) + ")?")) {
+      log::warn("not resuming: moved {} aside to {}", manager.dir(), manager.set_aside());
+    } else {
+      d.kind = ResumePlan::Kind::kResume;
+      d.loaded = std::move(good);
+      return d;
+    }
+  }
+  if (!cfg.init_from.empty()) {
+    d.kind = ResumePlan::Kind::kInitFrom;
+    d.loaded = load_verified(cfg.init_from);
+  }
+  return d;
+}
+
+// Kind codes on the wire.
+constexpr char kFresh = 'F', kResume = 'R', kInit = 'I', kConfigErr = 'C', kCheckpointErr = 'K', kOtherErr = 'E';
+
+}  // namespace
+
+std::string position_text(const LoadedCheckpoint& ck) {
+  CheckpointSummary s = summarize_checkpoint(ck);
+  return "epoch " + std::to_string(s.epoch) + ", step " + std::to_string(s.global_step);
+}
+
+ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, const ResumeOptions& options) {
+  ResumePlan plan;
+  Decision d;
+  // Rank 0's part may take long (verifying a large file, a prompt): the others wait for it as long
+  // as it is alive, not just for the collective timeout.
+  std::string message = dist.gather_after("deciding where to resume from", [&]() -> std::string {
+    if (!dist.is_main()) return "";
+    try {
+      if (!options.for_evaluation) {
+        plan.lock = std::make_unique<RunDirectoryLock>(cfg.resolved_run_dir());
+        if (!plan.lock->taken_over_from().empty())
+          log::warn("{}: took over the run directory's lock left by {}, which ended without releasing it "
+                    "(crashed or killed)", plan.lock->path(), plan.lock->taken_over_from());
+      }
+      d = decide(cfg, options.for_evaluation);
+      char kind = d.kind == ResumePlan::Kind::kFresh ? kFresh : d.kind == ResumePlan::Kind::kResume ? kResume : kInit;
+      return std::string(1, kind) + (d.loaded ? d.loaded->path : "");
+    } catch (const ConfigError& e) {
+      return kConfigErr + std::string(e.what());
+    } catch (const CheckpointError& e) {
+      return kCheckpointErr + std::string(e.what());
+    } catch (const std::exception& e) {
+      return kOtherErr + std::string(e.what());
+    }
+  })[0];
+  const char kind = message.empty() ? kOtherErr : message[0];
+  const std::string rest = message.empty() ? "no decision" : message.substr(1);
+  if (kind == kConfigErr) throw ConfigError(rest);
+  if (kind == kCheckpointErr) throw CheckpointError(rest);
+  if (kind == kOtherErr) throw std::runtime_error(rest);
+
+  if (dist.is_main() && !options.for_evaluation) {
+    // This launch sorts after every file it could see; its saves carry the timeline's resumes.
+    CheckpointManager manager(cfg.resolved_run_dir() + "/checkpoints", {});
+    plan.segment = manager.highest_segment() + 1;
+    if (d.kind == ResumePlan::Kind::kResume && d.loaded->meta) {
+      plan.segment = std::max(plan.segment, d.loaded->meta->segment + 1);
+      plan.resumed_from = d.loaded->meta->resumed_from;
+    }
+    if (d.kind == ResumePlan::Kind::kResume) plan.resumed_from.push_back({d.loaded->checksum, absolute(d.loaded->path)});
+  }
+  if (kind == kFresh) return plan;
+  plan.kind = kind == kResume ? ResumePlan::Kind::kResume : ResumePlan::Kind::kInitFrom;
+  // Every rank loads the same file (each may take long); rank 0 confirms they all hold the same bytes.
+  std::vector<std::string> checksums = dist.gather_after("reading the checkpoint to resume from", [&]() -> std::string {
+    if (dist.is_main()) {
+      plan.checkpoint = std::move(d.loaded);
+      return plan.checkpoint->checksum;
+    }
+    try {
+      plan.checkpoint = read_checkpoint(rest);
+      return plan.checkpoint->checksum;
+    } catch (const CheckpointError& e) {
+      log::error("{}", e.what());
+      return std::string("!") + e.what();
+    }
+  });
+  for (size_t r = 1; r < checksums.size(); ++r)
+    if (checksums[r] != checksums[0])
+      throw CheckpointError(rest + ": not every rank read the same checkpoint (rank " + std::to_string(r) + ": " +
+                            (checksums[r].rfind('!', 0) == 0 ? checksums[r].substr(1) : "another checksum") +
+                            "); is the run directory on a file system all nodes share?");
+  return plan;
+}
+
+}  // namespace resumable

@@ -1,0 +1,747 @@
+#include "resumable/training/trainer.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <ctime>
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include <c10/core/impl/VirtualGuardImpl.h>
+
+#include "resumable/util/atomic_file.h"
+#include "resumable/training/checkpoint_summary.h"
+#include "resumable/distributed/distributed.h"
+#include "resumable/util/log.h"
+#include "resumable/training/rng_state.h"
+#include "resumable/util/signals.h"
+#include "resumable/util/xxhash64.h"
+
+namespace resumable {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Autocast for the forward pass of mixed-precision runs (no-op for amp=none).
+class AutocastGuard {
+ public:
+  AutocastGuard(const std::string& amp, c10::DeviceType device) : device_(device), enabled_(amp != "none") {
+    if (!enabled_) return;
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::set_autocast_dtype(device_, amp == "bf16" ? at::kBFloat16 : at::kHalf);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_, false);
+  }
+
+ private:
+  c10::DeviceType device_;
+  bool enabled_;
+};
+
+std::string list_text(const std::vector<std::string>& items, const std::string& sep = "; ") {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
+}
+
+c10::impl::GenericList string_list(const std::vector<std::string>& v) {
+  c10::impl::GenericList l(c10::AnyType::get());
+  for (const auto& s : v) l.push_back(s);
+  return l;
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  long s = static_cast<long>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+  return buf;
+}
+
+}  // namespace
+
+c10::Device choose_device(const std::string& device, int local_rank) {
+  bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());
+  if (!cuda) return c10::Device(c10::kCPU);
+  if (!torch::cuda::is_available()) throw ConfigError("--device cuda: no CUDA device is available on this machine");
+  int count = static_cast<int>(torch::cuda::device_count());
+  c10::Device d(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
+  c10::impl::VirtualGuardImpl(c10::kCUDA).setDevice(d);
+  return d;
+}
+
+// ============================================================================================
+// Set-up
+// ============================================================================================
+
+Trainer::Trainer(TrainConfig cfg, const CliArgs& cli, const LaunchEnv& env, Distributed& dist)
+    : cfg_(std::move(cfg)),
+      env_(env),
+      dist_(dist),
+      device_(choose_device(cfg_.device, env.local_rank)),
+      checkpoints_(cfg_.resolved_run_dir() + "/checkpoints", {cfg_.keep_last, cfg_.keep_every}) {
+  // The run directory is fixed before anything looks into it, so the lock, the resume decision and
+  // every save agree. Resuming a file of another run without --config or --run-dir continues in
+  // that run's directory (the one holding its checkpoints/ folder).
+  const std::string& from = cfg_.resume_from;
+  if (cfg_.run_dir.empty() && !cli.config_path && from != "auto" && from != "never") {
+    std::string folder = parent_directory(from);
+    if (folder == "checkpoints" || (folder.size() > 12 && folder.compare(folder.size() - 12, 12, "/checkpoints") == 0))
+      cfg_.run_dir = parent_directory(folder);
+  }
+  run_dir_ = cfg_.resolved_run_dir();
+  plan_ = plan_resume(cfg_, dist_, ResumeOptions{cli.eval});
+  lock_ = std::move(plan_.lock);
+  reconcile_config(cli);
+  checkpoints_ = CheckpointManager(run_dir_ + "/checkpoints", {cfg_.keep_last, cfg_.keep_every});
+  load_data();
+  build_model();
+  if (cli.eval) {
+    // Only the weights matter; evaluate() loads them.
+  } else if (plan_.kind == ResumePlan::Kind::kResume) {
+    restore(*plan_.checkpoint);
+  } else {
+    start_fresh();
+    if (plan_.kind == ResumePlan::Kind::kInitFrom) {
+      load_model_state_dict(*model_, StateReader(plan_.checkpoint->root, plan_.checkpoint->path)["model"]);
+      log::info("initialized weights from {} ({}); optimizer and schedule start fresh", plan_.checkpoint->path,
+                   position_text(*plan_.checkpoint));
+    }
+  }
+  ddp_ = std::make_unique<DataParallel>(*model_, dist_, DataParallelOptions{cfg_.bucket_mb << 20});
+  evaluator_ = std::make_unique<Evaluator>(data_, dist_, device_);
+  if (dist_.is_main() && !cli.eval) {
+    checkpoints_.prepare();  // under the run directory's lock
+    if (plan_.kind == ResumePlan::Kind::kResume) republish_best(*plan_.checkpoint);
+  }
+  dist_.barrier();  // nobody trains before rank 0 has prepared the checkpoint directory
+}
+
+Trainer::~Trainer() = default;
+
+// The saved config is the base when no --config was given; otherwise the two are compared:
+// architecture or data differences are an error, others are warnings or re-plans (restore()).
+void Trainer::reconcile_config(const CliArgs& cli) {
+  if (!plan_.checkpoint) return;
+  const LoadedCheckpoint& ck = *plan_.checkpoint;
+  saved_cfg_ = saved_config(ck);
+  const TrainConfig& saved = *saved_cfg_;
+  if (!cli.config_path) {
+    TrainConfig base = saved;
+    for (const auto& f : config_fields())  // per-invocation fields never come from the file
+      if (f.role == FieldRole::kInvocation)
+        std::visit([&](auto m) { base.*m = TrainConfig{}.*m; }, f.member);
+    base.name = cfg_.name;
+    cfg_ = apply_overrides(base, cli);
+    cfg_.run_dir = run_dir_;
+  }
+  std::vector<std::string> errors;
+  for (const auto& d : diff_configs(saved, cfg_)) {
+    bool fatal = d.role == FieldRole::kArchitecture ||
+                 (d.role == FieldRole::kData && plan_.kind == ResumePlan::Kind::kResume && !cli.eval);
+    if (fatal) errors.push_back(d.field + ": saved " + d.saved + ", given " + d.given);
+  }
+  if (!errors.empty())
+    throw CheckpointError(ck.path + ": does not fit this config (" + list_text(errors) +
+                          "); resume with the saved values, or start a new run (--init-from loads weights only)");
+}
+
+void Trainer::load_data() {
+  auto start = Clock::now();
+  entries_ = load_cmudict(cfg_.data);
+  corpus_ = build_corpus(entries_, cfg_.val_fraction, cfg_.test_fraction, static_cast<size_t>(cfg_.limit_words));
+  if (corpus_.train.empty() || corpus_.validation.empty())
+    throw DataError(cfg_.data + ": the split left no training or validation words (check val_fraction/limit_words)");
+  data_ = encode_corpus(corpus_, grapheme_vocabulary(entries_), phoneme_vocabulary(entries_));
+  log::info("data: {} pronunciations -> train {} samples ({} words), validation {} words, test {} words ({:.1f}s)",
+               entries_.size(), corpus_.train.size(), corpus_.train_words, corpus_.validation.size(),
+               corpus_.test.size(), seconds_since(start));
+  if (plan_.checkpoint) {
+    // The vocabulary decides what every embedding row means: it must be the saved one.
+    StateReader vocab = StateReader(plan_.checkpoint->root, plan_.checkpoint->path)["vocabulary"];
+    for (auto [name, v] : {std::pair{"graphemes", &data_.graphemes}, std::pair{"phonemes", &data_.phonemes}}) {
+      std::vector<std::string> saved;
+      for (const auto& s : vocab[name].items()) saved.push_back(s.to_string());
+      if (saved != v->symbols())
+        vocab[name].fail("the dataset gives another vocabulary (" + std::to_string(v->symbols().size()) +
+                         " symbols, saved " + std::to_string(saved.size()) + "): use the dictionary it was trained on");
+    }
+  }
+}
+
+void Trainer::build_model() {
+  ModelOptions o = model_options(cfg_, data_.graphemes.size(), data_.phonemes.size());
+  // Same initial weights on every rank (rank 0's are broadcast anyway), then per-rank streams.
+  torch::manual_seed(static_cast<uint64_t>(cfg_.seed));
+  model_ = G2PTransformer(o);
+  model_->to(device_);
+  seed_rng(cfg_.seed, dist_.rank(), device_.is_cuda());
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      model_->parameters(), torch::optim::AdamWOptions(cfg_.lr)
+                                .betas({cfg_.adam_beta1, cfg_.adam_beta2})
+                                .eps(cfg_.adam_eps)
+                                .weight_decay(cfg_.weight_decay));
+  scaler_ = LossScaler(cfg_.amp == "fp16");
+  sampler_ = std::make_unique<DistributedSampler>(
+      data_.train_lengths(), cfg_.seed, SamplerOptions{cfg_.batch_size, cfg_.length_bucketing});
+  int64_t params = 0;
+  for (const auto& p : model_->parameters()) params += p.numel();
+  log::info("model: Transformer d_model={} heads={} layers={}+{} ff={} dropout={} -> {:.2f}M parameters on {}",
+               o.d_model, o.heads, o.encoder_layers, o.decoder_layers, o.ff_dim, o.dropout, params / 1e6,
+               device_.str());
+}
+
+int64_t Trainer::planned_total_steps() const {
+  if (cfg_.total_steps > 0) return cfg_.total_steps;
+  // Steps done, the rest of this epoch, then full epochs: the same number whatever the world size.
+  int64_t later_epochs = std::max<int64_t>(0, cfg_.epochs - state_.epoch - 1);
+  int64_t rest = state_.epoch < cfg_.epochs ? sampler_->remaining_steps_in_epoch() : 0;
+  return state_.global_step + rest + later_epochs * sampler_->steps_per_epoch();
+}
+
+void Trainer::start_fresh() {
+  sampler_->start_epoch(0);
+  ScheduleState s;
+  s.warmup_steps = cfg_.warmup_steps > 0
+                       ? cfg_.warmup_steps
+                       : static_cast<int64_t>(std::llround(cfg_.warmup_epochs * sampler_->steps_per_epoch()));
+  s.total_steps = planned_total_steps();
+  s.max_lr = cfg_.lr;
+  s.min_lr = cfg_.min_lr;
+  schedule_.load_state(s);
+  log::info("schedule: {} steps ({} per epoch x {} epochs, global batch {}), warmup {} steps, lr {:g} -> {:g}",
+               s.total_steps, sampler_->steps_per_epoch(), cfg_.epochs, cfg_.batch_size, s.warmup_steps, s.max_lr,
+               s.min_lr);
+}
+
+std::string Trainer::data_fingerprint() const {
+  XXH64 h;
+  for (const auto& ex : corpus_.train) {
+    h.update(ex.word.data(), ex.word.size() + 1);
+    for (const auto& p : ex.phonemes) h.update(p.data(), p.size() + 1);
+  }
+  return "xxh64:" + hex64(h.digest());
+}
+
+void Trainer::restore(const LoadedCheckpoint& ck) {
+  StateReader root(ck.root, ck.path);
+  const TrainConfig& saved = *saved_cfg_;
+  if (root["data"]["fingerprint"].to_string() != data_fingerprint())
+    root["data"]["fingerprint"].fail("the training data differs from the checkpoint's (same dictionary, "
+                                     "val/test fractions and limit_words are needed to resume)");
+  load_model_state_dict(*model_, root["model"]);
+  load_optimizer_state_dict(*optimizer_, *model_, root["optimizer"]);
+  schedule_.load_state(from_state_dict<ScheduleState>(root["lr_scheduler"]));
+  // The scale carries over only between fp16 runs; another precision starts its own.
+  LossScalerState saved_scaler = from_state_dict<LossScalerState>(root["loss_scaler"]);
+  if (scaler_.enabled() && saved_scaler.enabled) scaler_.load_state(saved_scaler);
+  try {
+    sampler_->load_state(from_state_dict<SamplerState>(root["sampler"]));
+  } catch (const std::invalid_argument& e) {
+    root["sampler"].fail(e.what());
+  }
+  state_ = from_state_dict<TrainState>(root["train_state"]);
+  state_.history = from_state_dict<TrainHistory>(root["history"]);  // ranges: checked by verify_checkpoint
+
+  // Every rank continues its own random stream; ranks beyond the saved world size start fresh ones.
+  auto rng = root["rng"]["cpu"].items();
+  auto rng_cuda = root["rng"].has("cuda") ? root["rng"]["cuda"].items() : std::vector<StateReader>{};
+  int64_t saved_world = root["world_size"].to_int();
+  if (dist_.rank() < static_cast<int>(rng.size())) {
+    RngSnapshot snap;
+    snap.cpu = rng[dist_.rank()].to_tensor(at::kByte, 1).clone();
+    if (device_.is_cuda() && dist_.rank() < static_cast<int>(rng_cuda.size()))
+      snap.cuda = rng_cuda[dist_.rank()].to_tensor(at::kByte, 1).clone();
+    restore_rng(snap);
+  } else {
+    seed_rng(cfg_.seed + 7919 * state_.global_step, dist_.rank(), device_.is_cuda());
+  }
+
+  // --- what changed since the checkpoint
+  std::vector<std::string> notes;
+  for (const auto& d : diff_configs(saved, cfg_)) {
+    if (d.role == FieldRole::kTuning || d.role == FieldRole::kSchedule)
+      notes.push_back(d.field + " " + d.saved + " -> " + d.given +
+                      (d.field.rfind("warmup", 0) == 0 ? " (ignored: the saved warmup is kept)" : ""));
+  }
+  if (cfg_.batch_size != saved.batch_size) sampler_->set_batch_size(cfg_.batch_size);
+  if (cfg_.lr != saved.lr || cfg_.min_lr != saved.min_lr) schedule_.rescale_lr(cfg_.lr, cfg_.min_lr);
+  for (auto& g : optimizer_->param_groups()) {
+    auto& o = static_cast<torch::optim::AdamWOptions&>(g.options());
+    o.betas({cfg_.adam_beta1, cfg_.adam_beta2}).eps(cfg_.adam_eps).weight_decay(cfg_.weight_decay);
+  }
+  if (cfg_.best_metric != saved.best_metric || cfg_.resolved_best_mode() != saved.resolved_best_mode()) {
+    state_.has_best = false;  // a best of another metric means nothing for this one
+    state_.best_step = -1;
+    notes.push_back("best metric now " + cfg_.best_metric + " (" + cfg_.resolved_best_mode() + "), best.pt restarts");
+  }
+  int64_t old_total = schedule_.state().total_steps, new_total = planned_total_steps();
+  if (new_total != old_total) {
+    schedule_.replan_total(new_total);
+    notes.push_back("LR schedule re-planned: end step " + std::to_string(old_total) + " -> " +
+                    std::to_string(new_total) + ", cosine from lr " +
+                    fmt::format("{:.3g}", schedule_.current_lr()) + " at step " + std::to_string(state_.global_step));
+  }
+  state_.history.resumed_at_step.push_back(state_.global_step);
+
+  log::info("resumed from {} ({} bytes, {}): epoch {}, step {}, sample {}/{} of the epoch, lr {:.4g}", ck.path,
+               ck.bytes, ck.checksum, state_.epoch, state_.global_step, sampler_->state().cursor,
+               sampler_->dataset_size(), schedule_.current_lr());
+  log::info("resumed: best {} = {} (step {}); histories: {} steps, {} epochs, {} evaluations; saved by {} rank(s), now {}",
+               cfg_.best_metric, state_.has_best ? fmt::format("{:.4f}", state_.best_metric) : "none",
+               state_.best_step, state_.history.train_loss.size(), state_.history.epoch_train_loss.size(),
+               state_.history.val_loss.size(), saved_world, dist_.world_size());
+  for (const auto& n : notes) log::warn("resumed with a changed config: {}", n);
+}
+
+void Trainer::republish_best(const LoadedCheckpoint& ck) {
+  if (!state_.has_best) return;
+  std::optional<CheckpointMeta> best;
+  try {
+    best = read_checkpoint_meta(checkpoints_.best_path());
+  } catch (const CheckpointError&) {
+    // Missing or unreadable: mended below when the file of the best step is at hand.
+  }
+  if (best && best->step == state_.best_step) return;
+  // The file that holds the best step: the one just loaded when it is the best, else the snapshot
+  // of that step written by the same launch (a save that wrote it, then last.pt, and died before
+  // linking best.pt). Another launch's file of that step may belong to an abandoned timeline.
+  std::string source;
+  if (state_.best_step == state_.global_step) {
+    source = ck.path;
+  } else if (ck.meta) {
+    try {
+      auto m = read_checkpoint_meta(checkpoints_.step_path(state_.best_step));
+      if (m && m->step == state_.best_step && m->segment == ck.meta->segment)
+        source = checkpoints_.step_path(state_.best_step);
+    } catch (const CheckpointError&) {
+    }
+  }
+  std::string held = best ? "step " + std::to_string(best->step) : "no checkpoint with a record of its step";
+  if (source.empty()) {
+    if (ck.meta)  // files of older trainers say nothing about their step: nothing to compare
+      log::warn("{} holds {}, but this run's best is step {}, whose file is gone; best.pt is replaced at the next "
+                "new best", checkpoints_.best_path(), held, state_.best_step);
+    return;
+  }
+  try {
+    publish_copy(source, checkpoints_.best_path());
+    fsync_directory(checkpoints_.dir());
+    log::warn("{} held {}, but the run's best is step {} (a save ended before publishing it): published {} as best.pt",
+              checkpoints_.best_path(), held, state_.best_step, source);
+  } catch (const SaveError& e) {
+    best_unpublished_ = state_.best_step == state_.global_step;  // the next save publishes it
+    log::warn("could not mend best.pt: {}", e.what());
+  }
+}
+
+// ============================================================================================
+// The loop
+// ============================================================================================
+
+int Trainer::train() {
+  const int code = train_until_stop();
+  if (lock_) lock_->release();  // an orderly end: the next job on this directory need not warn
+  return code;
+}
+
+int Trainer::train_until_stop() {
+  auto stopped = [&](const char* where) {
+    log::warn("stopped by {}{} at step {}: checkpoint saved, exit {} (resume to continue)",
+              signal_name(pending_stop_signal() ? pending_stop_signal() : SIGTERM), where, state_.global_step,
+              exit_code::kStoppedBySignal);
+    return exit_code::kStoppedBySignal;
+  };
+  if (state_.eval_pending && !run_pending_validation()) return stopped(" during the pending validation");
+  if (state_.epoch >= cfg_.epochs || (cfg_.total_steps > 0 && state_.global_step >= cfg_.total_steps)) {
+    log::info("training already complete: epoch {}/{}, step {} (raise --epochs to train longer)", state_.epoch,
+                 cfg_.epochs, state_.global_step);
+    return exit_code::kDone;
+  }
+  if (cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps) {
+    log::info("already at step {}, the --max-steps {}: nothing to train", state_.global_step, cfg_.max_steps);
+    return exit_code::kDone;
+  }
+  log::info("training: epoch {}/{}, step {}/{}, {} rank(s) via {}, run dir {}", state_.epoch, cfg_.epochs,
+               state_.global_step, schedule_.state().total_steps, dist_.world_size(), launcher_name(env_.launcher),
+               run_dir_);
+  last_save_time_ = last_report_time_ = Clock::now();
+  while (true) {
+    StepResult r = train_step(sampler_->next_global_batch());
+    state_.record_step(r.loss_sum, r.tokens, schedule_.lr_at(state_.global_step), r.samples);
+    schedule_.advance();
+    samples_since_report_ += r.samples;
+
+    bool epoch_ended = sampler_->epoch_done();
+    EpochEnd e = epoch_ended ? end_epoch() : EpochEnd{};
+    bool stop = r.stop_requested || e.interrupted;
+    bool finished = state_.epoch >= cfg_.epochs || state_.global_step >= schedule_.state().total_steps;
+    bool max_steps = cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps;
+    bool stopping = finished || max_steps || stop;
+    report_progress(r, stopping || epoch_ended);
+
+    bool due = stopping || e.improved || r.time_to_save ||
+               (cfg_.save_every_steps > 0 && state_.global_step % cfg_.save_every_steps == 0) ||
+               (epoch_ended && cfg_.save_every_epochs > 0 && state_.epoch % cfg_.save_every_epochs == 0);
+    if (due) {
+      const char* reason = stop ? "stop signal" : finished ? "end of training" : max_steps ? "max_steps"
+                           : e.improved ? "new best" : "periodic";
+      if (save_checkpoint(reason)) {
+        failed_saves_ = 0;
+      } else if (stopping || ++failed_saves_ >= cfg_.max_failed_saves) {
+        log::error("stopping: {} failed save(s) in a row; the last good checkpoint is untouched",
+                      std::max<int64_t>(failed_saves_, 1));
+        return exit_code::kSaveFailed;
+      }
+    }
+    if (stop) return stopped(e.interrupted ? " during validation" : "");
+    if (finished || max_steps) {
+      log::info("done: step {}, epoch {}, best {} = {}", state_.global_step, state_.epoch, cfg_.best_metric,
+                   state_.has_best ? fmt::format("{:.4f} (step {})", state_.best_metric, state_.best_step) : "none");
+      return exit_code::kDone;
+    }
+  }
+}
+
+bool Trainer::run_pending_validation() {
+  log::info("running the validation after epoch {} that a stop interrupted", state_.epoch);
+  std::optional<EvalResult> r = validate();
+  if (!r) return false;
+  state_.eval_pending = false;
+  bool improved = state_.record_eval(*r, cfg_.best_metric, cfg_.resolved_best_mode() == "max");
+  best_unpublished_ = best_unpublished_ || improved;
+  log::info("epoch {} validation: loss {:.4f}, token acc {:.4f}, WER {:.2f}%, PER {:.2f}% ({} words){}", state_.epoch,
+            r->loss, r->token_acc, 100 * r->wer, 100 * r->per, static_cast<int64_t>(r->words),
+            improved ? "  * new best" : "");
+  // last.pt must hold the evaluation (and best.pt a new best) before anything else happens.
+  if (!save_checkpoint("pending validation") && ++failed_saves_ >= cfg_.max_failed_saves)
+    throw SaveError("the checkpoint after the pending validation could not be saved");
+  return true;
+}
+
+Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch) {
+  // This rank's share; a rank left without samples trains on a zero-weight placeholder so that
+  // every rank still joins the gradient allreduce.
+  std::vector<int64_t> mine = DistributedSampler::rank_share(global_batch, dist_.rank(), dist_.world_size());
+  trace_samples(mine);
+  std::vector<const EncodedExample*> examples;
+  std::vector<float> weights;
+  for (int64_t i : mine) {
+    examples.push_back(&data_.train[static_cast<size_t>(i)]);
+    weights.push_back(1.0f);
+  }
+  if (examples.empty()) {
+    examples.push_back(&data_.train[static_cast<size_t>(global_batch.front())]);
+    weights.push_back(0.0f);
+  }
+  // Every rank knows the whole global batch, so each normalizes by the global token count; the
+  // reducer's average over ranks then gives exactly the mean over all tokens of the step.
+  double global_tokens = 0;
+  for (int64_t i : global_batch) global_tokens += EncodedCorpus::target_tokens(data_.train[static_cast<size_t>(i)]);
+
+  Batch batch = collate(examples, weights, device_);
+  const double lr = schedule_.current_lr();
+  for (auto& g : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+  model_->train();
+  optimizer_->zero_grad(true);
+  ddp_->before_forward();
+  torch::Tensor loss_sum;
+  {
+    AutocastGuard autocast(cfg_.amp, device_.type());
+    auto logits = model_->forward(batch.source, batch.target_in).to(at::kFloat);
+    auto token_loss = torch::nn::functional::cross_entropy(
+        logits.reshape({-1, logits.size(-1)}), batch.target_out.reshape({-1}),
+        torch::nn::functional::CrossEntropyFuncOptions()
+            .ignore_index(Vocabulary::kPad)
+            .label_smoothing(cfg_.label_smoothing)
+            .reduction(torch::kNone));
+    loss_sum = (token_loss.view({batch.source.size(0), -1}).sum(1) * batch.weight).sum();
+  }
+  auto objective = scaler_.scale(loss_sum * (static_cast<double>(dist_.world_size()) / global_tokens));
+  ddp_->before_backward(objective);
+  objective.backward();
+
+  std::vector<at::Tensor> grads;
+  for (auto& p : model_->parameters())
+    if (p.grad().defined()) grads.push_back(p.grad());
+  bool finite = scaler_.unscale(grads);
+  if (finite) {
+    if (cfg_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), cfg_.grad_clip);
+    optimizer_->step();
+  }
+  scaler_.update(!finite);
+
+  // One small allreduce per step carries the loss for the history and the stop/save flags, so
+  // all ranks take the same decisions at the same step.
+  bool time_to_save = dist_.is_main() && cfg_.save_every_minutes > 0 &&
+                      seconds_since(last_save_time_) >= cfg_.save_every_minutes * 60;
+  at::Tensor stats = at::tensor({loss_sum.item<double>(), batch.tokens, pending_stop_signal() ? 1.0 : 0.0,
+                                 time_to_save ? 1.0 : 0.0},
+                                at::kDouble);
+  dist_.all_reduce_sum(stats);
+  auto s = stats.accessor<double, 1>();
+  StepResult r;
+  r.loss_sum = s[0];
+  r.tokens = s[1];
+  r.samples = static_cast<int64_t>(global_batch.size());
+  r.stop_requested = s[2] > 0;
+  r.time_to_save = s[3] > 0;
+  return r;
+}
+
+Trainer::EpochEnd Trainer::end_epoch() {
+  state_.finish_epoch();
+  bool last = state_.epoch >= cfg_.epochs;
+  EpochEnd out;
+  if (state_.epoch % cfg_.eval_every_epochs == 0 || last) {
+    std::optional<EvalResult> r = validate();
+    if (!r) {
+      // Saved as pending: the resumed run validates this epoch first, as if never interrupted.
+      state_.eval_pending = true;
+      out.interrupted = true;
+    } else {
+      out.improved = state_.record_eval(*r, cfg_.best_metric, cfg_.resolved_best_mode() == "max");
+      best_unpublished_ = best_unpublished_ || out.improved;
+      log::info("epoch {} validation: loss {:.4f}, token acc {:.4f}, WER {:.2f}%, PER {:.2f}% ({} words){}",
+                state_.epoch, r->loss, r->token_acc, 100 * r->wer, 100 * r->per, static_cast<int64_t>(r->words),
+                out.improved ? "  * new best" : "");
+    }
+  }
+  sampler_->start_epoch(state_.epoch);
+  return out;
+}
+
+std::optional<EvalResult> Trainer::validate() {
+  log::info("validating after epoch {} at step {}", state_.epoch, state_.global_step);
+  auto start = Clock::now();
+  std::optional<EvalResult> r = evaluator_->evaluate(model_, Split::kValidation,
+                                                     {cfg_.eval_batch_size, cfg_.eval_limit, cfg_.beam_size},
+                                                     [] { return pending_stop_signal() != 0; });
+  // Evaluation time must not count as training throughput.
+  last_report_time_ += std::chrono::duration_cast<Clock::duration>(Clock::now() - start);
+  return r;
+}
+
+// ============================================================================================
+// Saving
+// ============================================================================================
+
+StateDict Trainer::snapshot(const std::vector<at::Tensor>& cpu_states, const std::vector<at::Tensor>& cuda_states) {
+  StateDict d = new_state_dict();
+
+  TrainConfig saved_cfg = cfg_;
+  saved_cfg.run_dir = run_dir_;
+  StateDict rng_dict = new_state_dict();
+  c10::impl::GenericList cpu_list(c10::AnyType::get()), cuda_list(c10::AnyType::get());
+  for (auto& t : cpu_states) cpu_list.push_back(t);
+  for (auto& t : cuda_states) cuda_list.push_back(t);
+  rng_dict.insert("cpu", cpu_list);
+  rng_dict.insert("cuda", cuda_list);
+  StateDict vocab = new_state_dict();
+  vocab.insert("graphemes", string_list(data_.graphemes.symbols()));
+  vocab.insert("phonemes", string_list(data_.phonemes.symbols()));
+  StateDict data = new_state_dict();
+  data.insert("train_samples", static_cast<int64_t>(corpus_.train.size()));
+  data.insert("train_words", static_cast<int64_t>(corpus_.train_words));
+  data.insert("fingerprint", data_fingerprint());
+
+  d.insert("format_version", kCheckpointFormatVersion);
+  d.insert("trainer_version", std::string(RESUMABLE_VERSION));
+  d.insert("world_size", static_cast<int64_t>(dist_.world_size()));
+  d.insert("model", model_state_dict(*model_));
+  d.insert("optimizer", optimizer_state_dict(*optimizer_, *model_));
+  d.insert("lr_scheduler", to_state_dict(schedule_.state()));
+  d.insert("loss_scaler", to_state_dict(scaler_.state()));
+  d.insert("rng", rng_dict);
+  d.insert("sampler", to_state_dict(sampler_->state()));
+  d.insert("train_state", to_state_dict(state_));
+  d.insert("history", to_state_dict(state_.history));
+  d.insert("config", json_text_to_state_dict(config_to_json(saved_cfg).dump()));
+  d.insert("vocabulary", vocab);
+  d.insert("data", data);
+  return d;
+}
+
+// Test-only switch: RESUMABLE_TEST_TRACE_SAMPLES=PREFIX makes each rank append
+// "epoch step id id ..." per step to PREFIX.rank<r>, so tests can prove that no sample is skipped
+// or repeated across a resume. Unset in real runs.
+void Trainer::trace_samples(const std::vector<int64_t>& mine) {
+  static const char* prefix = std::getenv("RESUMABLE_TEST_TRACE_SAMPLES");
+  if (!prefix) return;
+  static std::FILE* f = std::fopen((std::string(prefix) + ".rank" + std::to_string(dist_.rank())).c_str(), "a");
+  if (!f) return;
+  std::fprintf(f, "%lld %lld", static_cast<long long>(state_.epoch), static_cast<long long>(state_.global_step));
+  for (int64_t i : mine) std::fprintf(f, " %lld", static_cast<long long>(i));
+  std::fprintf(f, "\n");
+  std::fflush(f);
+}
+
+std::string Trainer::verify_replicas() {
+  XXH64 h;
+  for (const auto& p : model_->parameters()) {
+    at::Tensor t = p.detach().to(at::kCPU).contiguous();
+    h.update(t.data_ptr(), t.nbytes());
+  }
+  uint64_t digest = h.digest();
+  at::Tensor mine = at::tensor({static_cast<int64_t>(digest)}, at::kLong);
+  for (const auto& other : dist_.all_gather(mine))
+    if (other.item<int64_t>() != static_cast<int64_t>(digest))
+      throw std::runtime_error("ranks hold different weights at step " + std::to_string(state_.global_step) +
+                               ": the data-parallel gradient averaging is broken");
+  return "xxh64:" + hex64(digest);
+}
+
+namespace {
+
+// Test-only switch: RESUMABLE_TEST_FAIL_SAVE="STEP:KIND,..." makes rank 0's save at global step STEP
+// fail before anything is written: KIND "io" as a write error would (SaveError), "bug" as an
+// unexpected exception would. Fault tests use it to show what every rank does then. Unset in real runs.
+void inject_save_fault(int64_t step) {
+  static const char* spec = std::getenv("RESUMABLE_TEST_FAIL_SAVE");
+  if (!spec) return;
+  std::string all = spec;
+  size_t pos = 0;
+  while (pos < all.size()) {
+    size_t comma = all.find(',', pos);
+    std::string item = all.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? all.size() : comma + 1;
+    auto colon = item.find(':');
+    if (colon == std::string::npos || std::atoll(item.substr(0, colon).c_str()) != step) continue;
+    if (item.substr(colon + 1) == "bug") throw std::logic_error("injected fault while building the checkpoint");
+    throw SaveError("injected write failure at step " + std::to_string(step), EIO);
+  }
+}
+
+}  // namespace
+
+std::string Trainer::write_checkpoint_on_main(const std::vector<at::Tensor>& cpu_states,
+                                              const std::vector<at::Tensor>& cuda_states, const char* reason,
+                                              const std::string& weights) {
+  // Whatever goes wrong here is reported to every rank as this save's outcome: a rank 0 that
+  // threw out of a save would leave the others waiting for it.
+  // best.pt must hold the step last.pt calls best: this very state when it is a new best, else a
+  // best whose own save failed (kept until published).
+  const bool is_best = best_unpublished_ && state_.best_step == state_.global_step;
+  std::optional<PendingBest> built;
+  try {
+    CheckpointMeta meta;
+    meta.step = state_.global_step;
+    meta.epoch = state_.epoch;
+    meta.segment = plan_.segment;
+    meta.resumed_from = plan_.resumed_from;
+    meta.saved_at = static_cast<int64_t>(std::time(nullptr));
+    built = PendingBest{snapshot(cpu_states, cuda_states), meta};
+    inject_save_fault(state_.global_step);
+    SaveReport r = checkpoints_.save(built->state, meta, is_best, pending_best_ ? &*pending_best_ : nullptr);
+    last_save_time_ = Clock::now();
+    if (r.best_published) {
+      best_unpublished_ = false;
+      pending_best_.reset();
+    } else if (is_best) {
+      pending_best_ = std::move(built);
+    }
+    std::string names;
+    for (const auto& p : r.paths) names += (names.empty() ? "" : ", ") + p.substr(p.find_last_of('/') + 1);
+    log::info("saved {} ({}): step {}, {:.1f} MB in {:.2f}s as {}{}{}; weights {} identical on {} rank(s)",
+              r.paths.front(), reason, state_.global_step, r.written.bytes / 1e6, r.written.seconds, names,
+              r.pruned.empty() ? "" : fmt::format(", pruned {} old snapshot(s)", r.pruned.size()),
+              r.freed.empty() ? "" : fmt::format(", deleted {} old snapshot(s) first to make room on a full disk",
+                                                 r.freed.size()),
+              weights, dist_.world_size());
+    for (const auto& problem : r.problems)
+      log::warn("saved {}, but: {}{}", r.paths.front(), problem,
+                best_unpublished_ ? " (best.pt follows with the next save)" : "");
+    return "S";
+  } catch (const std::exception& e) {
+    if (is_best && built) pending_best_ = std::move(built);
+    log::error("checkpoint not saved ({}): {}; the last good checkpoint is untouched{}", reason, e.what(),
+               best_unpublished_ ? " (the new best follows with the next save)" : "");
+    return std::string("F") + e.what();
+  }
+}
+
+bool Trainer::save_checkpoint(const char* reason) {
+  // DDP keeps replicas identical by construction; checking it costs one hash per save.
+  std::string weights = verify_replicas();
+  // Collective part: every rank's RNG state, gathered to all (rank 0 keeps them).
+  RngSnapshot rng = capture_rng(device_.is_cuda());
+  std::vector<at::Tensor> cpu_states = dist_.all_gather(rng.cpu);
+  std::vector<at::Tensor> cuda_states;
+  if (rng.cuda.defined()) cuda_states = dist_.all_gather(rng.cuda.cpu());
+  // Rank 0 writes; the others wait for its outcome as long as it is alive and the save limit
+  // allows, not just for the collective timeout: a large checkpoint on a slow disk takes minutes.
+  const auto limit = std::chrono::milliseconds(static_cast<int64_t>(cfg_.save_timeout_s * 1000));
+  std::string outcome = dist_.gather_after("saving a checkpoint", [&]() -> std::string {
+    return dist_.is_main() ? write_checkpoint_on_main(cpu_states, cuda_states, reason, weights) : "";
+  }, limit)[0];
+  if (outcome == "S") return true;
+  if (!dist_.is_main()) log::warn("rank 0 could not save the checkpoint ({}): {}", reason, outcome.substr(1));
+  return false;
+}
+
+void Trainer::report_progress(const StepResult& r, bool force_line) {
+  if (!dist_.is_main()) return;
+  bool line_due = force_line || state_.global_step % cfg_.log_every_steps == 0;
+  // mpirun gives ranks a pseudo-terminal even when its own output goes to a file: no bar there.
+  static const bool tty = stdout_is_terminal() && env_.launcher != Launcher::kOpenMPI;
+  if (!line_due && !tty) return;
+  double elapsed = seconds_since(last_report_time_);
+  if (line_due && elapsed > 0) {
+    samples_per_second_ = samples_since_report_ / elapsed;
+    samples_since_report_ = 0;
+    last_report_time_ = Clock::now();
+  }
+  const int64_t total = schedule_.state().total_steps;
+  double steps_left = static_cast<double>(total - state_.global_step);
+  double eta = samples_per_second_ > 0 ? steps_left * cfg_.batch_size / samples_per_second_ : -1;
+  std::string text = fmt::format("epoch {}/{} step {}/{} loss {:.4f} lr {:.3g} {:.0f} samples/s ETA {}",
+                                 state_.epoch + (state_.batch_in_epoch > 0 ? 1 : 0), cfg_.epochs, state_.global_step,
+                                 total, r.tokens > 0 ? r.loss_sum / r.tokens : 0.0, schedule_.lr_at(state_.global_step - 1),
+                                 samples_per_second_, format_duration(eta));
+  if (tty) {
+    // A bar redrawn in place on a terminal; batch logs get the plain periodic lines below.
+    int width = 24, filled = total > 0 ? static_cast<int>(width * state_.global_step / total) : 0;
+    std::printf("\r[%s%s] %s\033[K", std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                text.c_str());
+    if (line_due) std::printf("\n");
+    std::fflush(stdout);
+  } else {
+    log::info("{}", text);
+  }
+}
+
+// ============================================================================================
+// Evaluation of a checkpoint (--eval)
+// ============================================================================================
+
+int Trainer::evaluate() {
+  const LoadedCheckpoint& ck = *plan_.checkpoint;
+  load_model_state_dict(*model_, StateReader(ck.root, ck.path)["model"]);
+  nlohmann::json j = {{"checkpoint", ck.path}, {"position", position_text(ck)}, {"beam", cfg_.beam_size}};
+  for (auto [split, name] : {std::pair{Split::kValidation, "validation"}, std::pair{Split::kTest, "test"}}) {
+    auto start = Clock::now();
+    std::optional<EvalResult> r = evaluator_->evaluate(model_, split, {cfg_.eval_batch_size, cfg_.eval_limit, cfg_.beam_size},
+                                                       [] { return pending_stop_signal() != 0; });
+    if (!r) {
+      log::warn("evaluation of {} stopped by {} (exit {}; nothing to save)", ck.path,
+                signal_name(pending_stop_signal() ? pending_stop_signal() : SIGTERM), exit_code::kStoppedBySignal);
+      return exit_code::kStoppedBySignal;
+    }
+    j[name] = {{"words", r->words}, {"wer", r->wer}, {"per", r->per}, {"loss", r->loss}, {"token_acc", r->token_acc}};
+    log::info("{}: WER {:.2f}%, PER {:.2f}%, loss {:.4f}, token acc {:.4f} on {} words (beam {}, {:.1f}s) of {}", name,
+              100 * r->wer, 100 * r->per, r->loss, r->token_acc, static_cast<int64_t>(r->words), cfg_.beam_size,
+              seconds_since(start), ck.path);
+  }
+  if (dist_.is_main()) std::printf("%s\n", j.dump().c_str());
+  return exit_code::kDone;
+}
+
+}  // namespace resumable

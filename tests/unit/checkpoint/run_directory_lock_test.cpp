@@ -1,0 +1,64 @@
+#include "resumable/checkpoint/run_directory_lock.h"
+#include "resumable/util/errors.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+using namespace resumable;
+
+namespace {
+
+std::string fresh_dir(const std::string& name) {
+  return ::testing::TempDir() + "runlock_" + name + "_" + std::to_string(::getpid());
+}
+std::string read(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+TEST(RunDirectoryLock, ASecondHolderIsRefusedWithTheFirstNamed) {
+  auto dir = fresh_dir("busy");
+  RunDirectoryLock first(dir);
+  EXPECT_TRUE(first.taken_over_from().empty());
+  try {
+    RunDirectoryLock second(dir);
+    FAIL() << "a second lock on the same run directory was granted";
+  } catch (const ConfigError& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find(dir + " is in use by another job"), std::string::npos) << what;
+    EXPECT_NE(what.find("pid " + std::to_string(::getpid())), std::string::npos) << what;
+    EXPECT_NE(what.find(" since "), std::string::npos) << what;
+  }
+}
+
+TEST(RunDirectoryLock, ReleasedLocksAreFreeAndLeaveNoHolder) {
+  auto dir = fresh_dir("release");
+  {
+    RunDirectoryLock first(dir);
+    EXPECT_NE(read(dir + "/.lock").find("\"pid\""), std::string::npos);
+  }
+  EXPECT_EQ(read(dir + "/.lock"), "");
+  RunDirectoryLock again(dir);
+  EXPECT_TRUE(again.taken_over_from().empty());
+}
+
+TEST(RunDirectoryLock, ALockLeftByAProcessThatDiedIsTakenOver) {
+  auto dir = fresh_dir("stale");
+  { RunDirectoryLock first(dir); }
+  // What a killed holder leaves: its record, and no lock (the kernel dropped it with the process).
+  std::ofstream(dir + "/.lock") << R"({"host":"node7","pid":4242,"since":"2026-01-01 00:00:00"})";
+  RunDirectoryLock taker(dir);
+  EXPECT_EQ(taker.taken_over_from(), "pid 4242 on host node7 since 2026-01-01 00:00:00");
+}
+
+TEST(RunDirectoryLock, AnUncreatableRunDirectoryIsABadFlag) {
+  std::ofstream(fresh_dir("file")) << "x";
+  EXPECT_THROW(RunDirectoryLock(fresh_dir("file") + "/sub"), ConfigError);
+}

@@ -1,0 +1,62 @@
+#include "resumable/config/cli.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+using namespace resumable;
+
+namespace {
+CliArgs parse(std::vector<const char*> argv) {
+  argv.insert(argv.begin(), "trainer");
+  return parse_cli(static_cast<int>(argv.size()), argv.data());
+}
+std::string error_of(std::vector<const char*> argv) {
+  try {
+    parse(std::move(argv));
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(Cli, FlagsBecomeOverridesInOrder) {
+  CliArgs a = parse({"--config", "c.json", "--max-steps", "7", "--run-dir", "/tmp/r", "--resume", "never", "--force"});
+  EXPECT_EQ(*a.config_path, "c.json");
+  TrainConfig c = apply_overrides(TrainConfig{}, a);
+  EXPECT_EQ(c.max_steps, 7);
+  EXPECT_EQ(c.run_dir, "/tmp/r");
+  EXPECT_EQ(c.resume_from, "never");
+  EXPECT_TRUE(c.force);
+  EXPECT_TRUE(a.overrides_field("max_steps"));
+  EXPECT_FALSE(a.overrides_field("epochs"));
+}
+
+TEST(Cli, ModesAreRecognized) {
+  EXPECT_TRUE(parse({"--eval"}).eval);
+  EXPECT_TRUE(parse({"--help"}).help);
+  EXPECT_TRUE(parse({"--print-config"}).print_config);
+  EXPECT_FALSE(parse({}).eval);
+}
+
+TEST(Cli, BadFlagsAreOneLineErrors) {
+  EXPECT_NE(error_of({"--no-such-flag", "1"}).find("no-such-flag"), std::string::npos);
+  EXPECT_NE(error_of({"stray"}).find("unexpected argument 'stray'"), std::string::npos);
+  EXPECT_NE(error_of({"--epochs"}).find("epochs"), std::string::npos);
+}
+
+TEST(Cli, OverrideValuesAreValidated) {
+  CliArgs a = parse({"--dropout", "2"});
+  try {
+    apply_overrides(TrainConfig{}, a);
+    FAIL() << "dropout 2 accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'dropout'"), std::string::npos);
+  }
+}
+
+TEST(Cli, HelpListsEveryConfigKey) {
+  std::string help = cli_help_text();
+  for (const auto& f : config_fields()) EXPECT_NE(help.find("--" + f.flag), std::string::npos) << f.flag;
+}

@@ -1,0 +1,26 @@
+#include "resumable/data/batch.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+using namespace resumable;
+
+TEST(Collate, PadsAndShiftsTargets) {
+  EncodedExample a{{5, 6, 7}, {8, 9}}, b{{5}, {8, 9, 10, 11}};
+  Batch batch = collate({&a, &b}, {1.0f, 0.0f}, torch::kCPU);
+  EXPECT_EQ(batch.source.sizes(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(batch.target_in.sizes(), (std::vector<int64_t>{2, 5}));
+  auto ids = [](std::vector<int64_t> v) { return torch::tensor(v, torch::kLong); };
+  EXPECT_TRUE(torch::equal(batch.source[1], ids({5, 0, 0})));
+  EXPECT_TRUE(torch::equal(batch.target_in[0], ids({Vocabulary::kBos, 8, 9, 0, 0})));
+  EXPECT_TRUE(torch::equal(batch.target_out[0], ids({8, 9, Vocabulary::kEos, 0, 0})));
+  EXPECT_TRUE(torch::equal(batch.target_out[1], ids({8, 9, 10, 11, Vocabulary::kEos})));
+  EXPECT_DOUBLE_EQ(batch.tokens, 3.0);  // the zero-weight placeholder counts nothing
+  EXPECT_FLOAT_EQ(batch.weight[1].item<float>(), 0.0f);
+}
+
+TEST(Collate, SourcesForDecoding) {
+  std::vector<int64_t> a{4, 5}, b{6};
+  auto t = collate_sources({&a, &b}, torch::kCPU);
+  EXPECT_TRUE(torch::equal(t, torch::tensor({{4, 5}, {6, 0}}, torch::kLong)));
+}

@@ -1,0 +1,81 @@
+#include "resumable/distributed/launch_env.h"
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+using namespace resumable;
+
+TEST(LaunchEnv, NothingSetIsASingleProcess) {
+  LaunchEnv e = detect_launch_env({});
+  EXPECT_EQ(e.launcher, Launcher::kSingle);
+  EXPECT_EQ(e.rank, 0);
+  EXPECT_EQ(e.world_size, 1);
+}
+
+TEST(LaunchEnv, Torchrun) {
+  LaunchEnv e = detect_launch_env({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
+                                   {"MASTER_ADDR", "node0"}, {"MASTER_PORT", "29500"},
+                                   {"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"TORCHELASTIC_RESTART_COUNT", "2"},
+                                   {"TORCHELASTIC_ERROR_FILE", "/tmp/err.json"}});
+  EXPECT_EQ(e.launcher, Launcher::kTorchrun);
+  EXPECT_EQ(e.rank, 3);
+  EXPECT_EQ(e.world_size, 8);
+  EXPECT_EQ(e.local_rank, 1);
+  EXPECT_EQ(e.local_world_size, 2);
+  EXPECT_EQ(e.master_addr, "node0");
+  EXPECT_EQ(e.master_port, 29500);
+  EXPECT_TRUE(e.agent_store);
+  EXPECT_EQ(e.restart_count, 2);
+  EXPECT_EQ(e.error_file, "/tmp/err.json");
+}
+
+TEST(LaunchEnv, TorchrunWinsOverMpiAndSlurm) {
+  LaunchEnv e = detect_launch_env({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"},
+                                   {"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "4"},
+                                   {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "4"}});
+  EXPECT_EQ(e.launcher, Launcher::kTorchrun);
+  EXPECT_EQ(e.world_size, 2);
+}
+
+TEST(LaunchEnv, OpenMpiNeedsNoMasterAddress) {
+  LaunchEnv e = detect_launch_env({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "4"},
+                                   {"OMPI_COMM_WORLD_LOCAL_RANK", "1"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"},
+                                   {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}});
+  EXPECT_EQ(e.launcher, Launcher::kOpenMPI);
+  EXPECT_EQ(e.rank, 1);
+  EXPECT_EQ(e.world_size, 4);
+  EXPECT_EQ(e.local_world_size, 2);
+  EXPECT_TRUE(e.master_addr.empty());
+}
+
+TEST(LaunchEnv, SlurmDerivesHostAndPortOnOneNode) {
+  LaunchEnv e = detect_launch_env({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "1"},
+                                   {"SLURM_NTASKS_PER_NODE", "2"}, {"SLURM_JOB_NODELIST", "node7"},
+                                   {"SLURM_JOB_ID", "4242"}, {"SLURM_RESTART_COUNT", "1"}});
+  EXPECT_EQ(e.launcher, Launcher::kSlurm);
+  EXPECT_EQ(e.rank, 1);
+  EXPECT_EQ(e.master_addr, "node7");
+  EXPECT_EQ(e.master_port, 20000 + 4242);
+  EXPECT_EQ(e.restart_count, 1);
+  EXPECT_EQ(e.local_world_size, 2);
+}
+
+TEST(LaunchEnv, SlurmOverSeveralNodesNeedsMasterAddr) {
+  EnvMap env{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "4"}, {"SLURM_JOB_NODELIST", "node[1-2]"}};
+  EXPECT_THROW(detect_launch_env(env), std::runtime_error);
+  env["MASTER_ADDR"] = "node1";
+  EXPECT_EQ(detect_launch_env(env).master_addr, "node1");
+}
+
+TEST(LaunchEnv, MalformedValuesNameTheVariable) {
+  try {
+    detect_launch_env({{"RANK", "x"}, {"WORLD_SIZE", "2"}});
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("RANK='x'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(detect_launch_env({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}}),
+               std::runtime_error);
+  EXPECT_THROW(detect_launch_env({{"RANK", "0"}, {"WORLD_SIZE", "2"}}), std::runtime_error);  // no MASTER_ADDR
+}
