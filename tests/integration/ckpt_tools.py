@@ -1,6 +1,6 @@
 """Building checkpoints by hand for the fault tests: take a real checkpoint's dict, change it, and
 write it back with a *valid* checksum, so the trainer's layout checks (not the checksum) must catch
-the problem. The checksum is XXH64 as in src/checkpoint_file.cpp, in plain Python."""
+the problem. The checksum is XXH64 as in src/checkpoint/checkpoint_file.cpp, in plain Python."""
 import io
 import struct
 import zipfile
