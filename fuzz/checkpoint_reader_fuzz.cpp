@@ -8,7 +8,7 @@
 
 #include "resumable/checkpoint/checkpoint_file.h"
 #include "resumable/checkpoint/checkpoint_state.h"
-#include "resumable/training/checkpoint_summary.h"
+#include "resumable/training/checkpoint_schema.h"
 #include "resumable/util/errors.h"
 
 using namespace resumable;
@@ -21,7 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     LoadedCheckpoint ck = parse_checkpoint(std::string(reinterpret_cast<const char*>(data + 1), size - 1), "fuzz.pt", options);
     CheckpointSummary s = summarize_checkpoint(ck);
     // Read every model tensor the way a resume does.
-    StateReader model = StateReader(ck.root, ck.path)["model"];
+    StateReader model = StateReader(ck.root, ck.path)[ckpt_key::kModel];
     double sum = 0;
     for (const auto& name : model.keys()) sum += model[name].to_tensor().to(at::kDouble).sum().item<double>();
     (void)sum;

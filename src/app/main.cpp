@@ -14,12 +14,14 @@
 #include <torch/version.h>
 
 #include "resumable/tools/ckpt_command.h"
+#include "resumable/tools/predict_command.h"
 #include "resumable/config/cli.h"
 #include "resumable/distributed/distributed.h"
 #include "resumable/util/errors.h"
 #include "resumable/distributed/launch_env.h"
 #include "resumable/util/log.h"
 #include "resumable/util/signals.h"
+#include "resumable/training/run_plan.h"
 #include "resumable/training/trainer.h"
 
 using namespace resumable;
@@ -73,6 +75,7 @@ void set_threads(const TrainConfig& cfg, const LaunchEnv& env) {
 
 int run(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "ckpt") return run_ckpt_command(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "predict") return run_predict_command(argc - 1, argv + 1);
   CliArgs cli = parse_cli(argc, argv);
   if (cli.help) {
     std::cout << cli_help_text();
@@ -101,7 +104,7 @@ int run(int argc, char** argv) {
   log::info("joined {} rank(s) via {} (local rank {}/{}), {} thread(s) per rank", env.world_size,
                launcher_name(env.launcher), env.local_rank, env.local_world_size, at::get_num_threads());
 
-  Trainer trainer(cfg, cli, env, *dist);
+  Trainer trainer(plan_run(cfg, cli, *dist), env, *dist);
   stop_signals_become_requests();  // the loop and the evaluator poll them from here on
   return cli.eval ? trainer.evaluate() : trainer.train();
 }
@@ -111,8 +114,9 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   // As early as possible (a launcher may signal as soon as we exist): from here to the first step
   // a stop signal ends the process at once with 75, since there is nothing new to save yet. The
-  // checkpoint tools keep the default dispositions.
-  if (!(argc > 1 && std::string(argv[1]) == "ckpt")) install_stop_signal_handlers();
+  // tools (ckpt, predict) keep the default dispositions.
+  const bool tool = argc > 1 && (std::string(argv[1]) == "ckpt" || std::string(argv[1]) == "predict");
+  if (!tool) install_stop_signal_handlers();
   LaunchEnv env;
   try {
     env = detect_launch_env(process_env());

@@ -174,8 +174,8 @@ std::optional<LoadedCheckpoint> CheckpointManager::load_newest_good(
   return std::nullopt;
 }
 
-std::vector<std::string> CheckpointManager::prune(int64_t newest_step, bool room_for_one) {
-  std::vector<std::string> removed;
+std::vector<std::string> CheckpointManager::prunable(int64_t newest_step, bool room_for_one) const {
+  std::vector<std::string> out;
   std::vector<CheckpointFile> all;  // newest first; never a file whose record cannot be read
   for (auto& f : snapshots())
     if (f.problem.empty()) all.push_back(std::move(f));
@@ -184,8 +184,15 @@ std::vector<std::string> CheckpointManager::prune(int64_t newest_step, bool room
     const CheckpointFile& f = all[i];
     bool keep = static_cast<int64_t>(i) < keep_last || f.step() == newest_step ||
                 (retention_.keep_every > 0 && f.step() % retention_.keep_every == 0);
-    if (!keep && ::unlink(f.path.c_str()) == 0) removed.push_back(f.path);
+    if (!keep) out.push_back(f.path);
   }
+  return out;
+}
+
+std::vector<std::string> CheckpointManager::prune(int64_t newest_step, bool room_for_one) {
+  std::vector<std::string> removed;
+  for (const auto& path : prunable(newest_step, room_for_one))
+    if (::unlink(path.c_str()) == 0) removed.push_back(path);
   if (!removed.empty()) fsync_directory(dir_);
   return removed;
 }

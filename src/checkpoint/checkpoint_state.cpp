@@ -66,7 +66,7 @@ StateReader StateReader::operator[](const std::string& key) const {
   if (!value_.isGenericDict()) fail("expected a dict, found " + describe());
   auto d = value_.toGenericDict();
   auto it = d.find(key);
-  std::string child = path_.empty() ? key : path_ + "." + key;
+  std::string child = field_name(key);
   if (it == d.end()) StateReader(c10::IValue(), file_, child).fail("missing");
   return StateReader(it->value(), file_, child);
 }

@@ -9,7 +9,9 @@ const char* kDescription =
     "resumable: data-parallel Transformer G2P trainer with exact checkpoint/resume.\n"
     "Launch alone, under mpirun, torchrun or srun. Config keys below are also JSON keys\n"
     "(with '_' for '-'); the command line wins over the config file.\n"
-    "Checkpoint tools: trainer ckpt verify FILE...\n"
+    "Tools (each has --help):\n"
+    "  trainer ckpt list|info|verify|diff|clean|backup|export ...   inspect and manage checkpoints\n"
+    "  trainer predict --checkpoint FILE [WORD...]                  pronounce words (stdin if none)\n"
     "Exit codes: 0 done, 1 runtime error, 2 bad config/flag/data, 74 checkpoint could not be\n"
     "saved, 75 stopped by a signal after saving (requeue and resume).";
 
@@ -31,6 +33,31 @@ cxxopts::Options make_options() {
   return o;
 }
 
+bool is_bool_literal(const std::string& s) {
+  for (const char* b : {"true", "false", "1", "0", "yes", "no", "on", "off"})
+    if (s == b) return true;
+  return false;
+}
+
+// cxxopts takes a boolean's value only as --key=value, and reads "--key false" as the flag plus a
+// stray "false": join a boolean flag with a following true/false, so all three forms work.
+std::vector<std::string> join_boolean_values(int argc, const char* const* argv) {
+  std::vector<std::string> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (i > 0 && arg.rfind("--", 0) == 0 && arg.find('=') == std::string::npos && i + 1 < argc &&
+        is_bool_literal(argv[i + 1])) {
+      for (const auto& f : config_fields())
+        if (std::holds_alternative<bool TrainConfig::*>(f.member) && arg == "--" + f.flag) {
+          arg += std::string("=") + argv[++i];
+          break;
+        }
+    }
+    out.push_back(arg);
+  }
+  return out;
+}
+
 }  // namespace
 
 bool CliArgs::overrides_field(const std::string& name) const {
@@ -45,7 +72,10 @@ CliArgs parse_cli(int argc, const char* const* argv) {
   auto options = make_options();
   CliArgs args;
   try {
-    auto result = options.parse(argc, argv);
+    std::vector<std::string> joined = join_boolean_values(argc, argv);
+    std::vector<const char*> args_in;
+    for (const auto& a : joined) args_in.push_back(a.c_str());
+    auto result = options.parse(static_cast<int>(args_in.size()), args_in.data());
     if (!result.unmatched().empty())
       throw ConfigError("command line: unexpected argument '" + result.unmatched().front() +
                         "' (options take the form --key value)");

@@ -1,5 +1,6 @@
 #include "resumable/model/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "resumable/data/vocabulary.h"
@@ -159,6 +160,12 @@ torch::Tensor G2PTransformerImpl::greedy_decode(const torch::Tensor& source, int
 
 torch::Tensor G2PTransformerImpl::beam_decode(const torch::Tensor& source, int64_t max_len, int64_t beam) {
   if (beam <= 1) return greedy_decode(source, max_len);
+  return beam_search(source, max_len, beam).first.select(1, 0);
+}
+
+std::pair<torch::Tensor, torch::Tensor> G2PTransformerImpl::beam_search(const torch::Tensor& source, int64_t max_len,
+                                                                        int64_t beam) {
+  beam = std::max<int64_t>(beam, 1);
   torch::Tensor key_mask;
   auto memory = encode(source, key_mask);
   const int64_t b = source.size(0), k = beam, rows = b * k;
@@ -193,9 +200,11 @@ torch::Tensor G2PTransformerImpl::beam_decode(const torch::Tensor& source, int64
   }
   // Length normalization, so short hypotheses do not win only by being short.
   auto normalized = scores / lengths.view({b, k}).clamp_min(1);
-  auto best = normalized.argmax(1) + torch::arange(b, opts) * k;
-  auto out = seqs.index_select(0, best);
-  return out.narrow(1, 1, out.size(1) - 1);
+  auto [ranked, order] = normalized.sort(/*stable=*/true, 1, /*descending=*/true);  // ties: as argmax
+  auto rows_in_order = (order + torch::arange(b, opts).unsqueeze(1) * k).view({rows});
+  auto out = seqs.index_select(0, rows_in_order);
+  out = out.narrow(1, 1, out.size(1) - 1);
+  return {out.view({b, k, out.size(1)}), ranked};
 }
 
 }  // namespace resumable

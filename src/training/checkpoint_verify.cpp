@@ -1,21 +1,36 @@
 #include "resumable/training/checkpoint_verify.h"
 
 #include "resumable/checkpoint/checkpoint_state.h"
-#include "resumable/model/model.h"
-#include "resumable/data/vocabulary.h"
 
 namespace resumable {
+namespace {
+
+std::vector<std::string> symbols(const StateReader& list) {
+  std::vector<std::string> out;
+  for (const auto& s : list.items()) out.push_back(s.to_string());
+  return out;
+}
+
+}  // namespace
+
+SavedModel load_saved_model(const LoadedCheckpoint& ck) {
+  StateReader root(ck.root, ck.path);
+  SavedModel m;
+  m.config = saved_config(ck);
+  m.graphemes = Vocabulary(symbols(root[ckpt_key::kVocabulary]["graphemes"]));
+  m.phonemes = Vocabulary(symbols(root[ckpt_key::kVocabulary]["phonemes"]));
+  m.model = G2PTransformer(model_options(m.config, m.graphemes.size(), m.phonemes.size()));
+  load_model_state_dict(*m.model, root[ckpt_key::kModel]);
+  m.model->eval();
+  return m;
+}
 
 CheckpointSummary verify_checkpoint(const LoadedCheckpoint& ck) {
   CheckpointSummary s = summarize_checkpoint(ck);  // layout and types, config validated
-  StateReader root(ck.root, ck.path);
-  TrainConfig cfg = saved_config(ck);
-  G2PTransformer model(model_options(
-      cfg, Vocabulary::kNumSpecial + static_cast<int64_t>(root["vocabulary"]["graphemes"].items().size()),
-      Vocabulary::kNumSpecial + static_cast<int64_t>(root["vocabulary"]["phonemes"].items().size())));
-  load_model_state_dict(*model, root["model"]);
-  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(cfg.lr));
-  load_optimizer_state_dict(optimizer, *model, root["optimizer"]);
+  // Every tensor loaded where a resume would load it: a wrong shape, dtype or name is found here.
+  SavedModel m = load_saved_model(ck);
+  torch::optim::AdamW optimizer(m.model->parameters(), torch::optim::AdamWOptions(m.config.lr));
+  load_optimizer_state_dict(optimizer, *m.model, StateReader(ck.root, ck.path)[ckpt_key::kOptimizer]);
   return s;
 }
 

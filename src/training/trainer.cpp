@@ -12,7 +12,7 @@
 #include <c10/core/impl/VirtualGuardImpl.h>
 
 #include "resumable/util/atomic_file.h"
-#include "resumable/training/checkpoint_summary.h"
+#include "resumable/training/checkpoint_schema.h"
 #include "resumable/distributed/distributed.h"
 #include "resumable/util/log.h"
 #include "resumable/training/rng_state.h"
@@ -82,77 +82,42 @@ c10::Device choose_device(const std::string& device, int local_rank) {
 // Set-up
 // ============================================================================================
 
-Trainer::Trainer(TrainConfig cfg, const CliArgs& cli, const LaunchEnv& env, Distributed& dist)
-    : cfg_(std::move(cfg)),
+Trainer::Trainer(RunPlan plan, const LaunchEnv& env, Distributed& dist)
+    : cfg_(plan.config),
       env_(env),
       dist_(dist),
       device_(choose_device(cfg_.device, env.local_rank)),
-      checkpoints_(cfg_.resolved_run_dir() + "/checkpoints", {cfg_.keep_last, cfg_.keep_every}) {
-  // The run directory is fixed before anything looks into it, so the lock, the resume decision and
-  // every save agree. Resuming a file of another run without --config or --run-dir continues in
-  // that run's directory (the one holding its checkpoints/ folder).
-  const std::string& from = cfg_.resume_from;
-  if (cfg_.run_dir.empty() && !cli.config_path && from != "auto" && from != "never") {
-    std::string folder = parent_directory(from);
-    if (folder == "checkpoints" || (folder.size() > 12 && folder.compare(folder.size() - 12, 12, "/checkpoints") == 0))
-      cfg_.run_dir = parent_directory(folder);
-  }
-  run_dir_ = cfg_.resolved_run_dir();
-  plan_ = plan_resume(cfg_, dist_, ResumeOptions{cli.eval});
-  lock_ = std::move(plan_.lock);
-  reconcile_config(cli);
-  checkpoints_ = CheckpointManager(run_dir_ + "/checkpoints", {cfg_.keep_last, cfg_.keep_every});
+      run_(std::move(plan)),
+      checkpoints_(run_dir_ + "/checkpoints", {cfg_.keep_last, cfg_.keep_every}),
+      save_policy_(cfg_) {
+  lock_ = std::move(run_.resume.lock);
   load_data();
   build_model();
-  if (cli.eval) {
+  register_components();
+  if (run_.evaluate_only) {
     // Only the weights matter; evaluate() loads them.
   } else if (plan_.kind == ResumePlan::Kind::kResume) {
     restore(*plan_.checkpoint);
   } else {
     start_fresh();
     if (plan_.kind == ResumePlan::Kind::kInitFrom) {
-      load_model_state_dict(*model_, StateReader(plan_.checkpoint->root, plan_.checkpoint->path)["model"]);
+      load_model_state_dict(*model_, StateReader(plan_.checkpoint->root, plan_.checkpoint->path)[ckpt_key::kModel]);
       log::info("initialized weights from {} ({}); optimizer and schedule start fresh", plan_.checkpoint->path,
                    position_text(*plan_.checkpoint));
     }
   }
   ddp_ = std::make_unique<DataParallel>(*model_, dist_, DataParallelOptions{cfg_.bucket_mb << 20});
   evaluator_ = std::make_unique<Evaluator>(data_, dist_, device_);
-  if (dist_.is_main() && !cli.eval) {
+  if (dist_.is_main() && !run_.evaluate_only) {
     checkpoints_.prepare();  // under the run directory's lock
     if (plan_.kind == ResumePlan::Kind::kResume) republish_best(*plan_.checkpoint);
+    metrics_ = std::make_unique<MetricsLog>(run_dir_, state_.global_step,
+                                            plan_.kind == ResumePlan::Kind::kResume ? plan_.checkpoint->path : "");
   }
   dist_.barrier();  // nobody trains before rank 0 has prepared the checkpoint directory
 }
 
 Trainer::~Trainer() = default;
-
-// The saved config is the base when no --config was given; otherwise the two are compared:
-// architecture or data differences are an error, others are warnings or re-plans (restore()).
-void Trainer::reconcile_config(const CliArgs& cli) {
-  if (!plan_.checkpoint) return;
-  const LoadedCheckpoint& ck = *plan_.checkpoint;
-  saved_cfg_ = saved_config(ck);
-  const TrainConfig& saved = *saved_cfg_;
-  if (!cli.config_path) {
-    TrainConfig base = saved;
-    for (const auto& f : config_fields())  // per-invocation fields never come from the file
-      if (f.role == FieldRole::kInvocation)
-        std::visit([&](auto m) { base.*m = TrainConfig{}.*m; }, f.member);
-    base.name = cfg_.name;
-    cfg_ = apply_overrides(base, cli);
-    cfg_.run_dir = run_dir_;
-  }
-  std::vector<std::string> errors;
-  for (const auto& d : diff_configs(saved, cfg_)) {
-    bool fatal = d.role == FieldRole::kArchitecture ||
-                 (d.role == FieldRole::kData && plan_.kind == ResumePlan::Kind::kResume && !cli.eval);
-    if (fatal) errors.push_back(d.field + ": saved " + d.saved + ", given " + d.given);
-  }
-  if (!errors.empty())
-    throw CheckpointError(ck.path + ": does not fit this config (" + list_text(errors) +
-                          "); resume with the saved values, or start a new run (--init-from loads weights only)");
-}
 
 void Trainer::load_data() {
   auto start = Clock::now();
@@ -164,16 +129,17 @@ void Trainer::load_data() {
   log::info("data: {} pronunciations -> train {} samples ({} words), validation {} words, test {} words ({:.1f}s)",
                entries_.size(), corpus_.train.size(), corpus_.train_words, corpus_.validation.size(),
                corpus_.test.size(), seconds_since(start));
-  if (plan_.checkpoint) {
-    // The vocabulary decides what every embedding row means: it must be the saved one.
-    StateReader vocab = StateReader(plan_.checkpoint->root, plan_.checkpoint->path)["vocabulary"];
-    for (auto [name, v] : {std::pair{"graphemes", &data_.graphemes}, std::pair{"phonemes", &data_.phonemes}}) {
-      std::vector<std::string> saved;
-      for (const auto& s : vocab[name].items()) saved.push_back(s.to_string());
-      if (saved != v->symbols())
-        vocab[name].fail("the dataset gives another vocabulary (" + std::to_string(v->symbols().size()) +
-                         " symbols, saved " + std::to_string(saved.size()) + "): use the dictionary it was trained on");
-    }
+  // The vocabulary decides what every embedding row means: it must be the saved one.
+  if (plan_.checkpoint) check_vocabulary(StateReader(plan_.checkpoint->root, plan_.checkpoint->path)[ckpt_key::kVocabulary]);
+}
+
+void Trainer::check_vocabulary(const StateReader& vocab) const {
+  for (auto [name, v] : {std::pair{"graphemes", &data_.graphemes}, std::pair{"phonemes", &data_.phonemes}}) {
+    std::vector<std::string> saved;
+    for (const auto& s : vocab[name].items()) saved.push_back(s.to_string());
+    if (saved != v->symbols())
+      vocab[name].fail("the dataset gives another vocabulary (" + std::to_string(v->symbols().size()) +
+                       " symbols, saved " + std::to_string(saved.size()) + "): use the dictionary it was trained on");
   }
 }
 
@@ -231,39 +197,101 @@ std::string Trainer::data_fingerprint() const {
   return "xxh64:" + hex64(h.digest());
 }
 
-void Trainer::restore(const LoadedCheckpoint& ck) {
-  StateReader root(ck.root, ck.path);
-  const TrainConfig& saved = *saved_cfg_;
-  if (root["data"]["fingerprint"].to_string() != data_fingerprint())
-    root["data"]["fingerprint"].fail("the training data differs from the checkpoint's (same dictionary, "
-                                     "val/test fractions and limit_words are needed to resume)");
-  load_model_state_dict(*model_, root["model"]);
-  load_optimizer_state_dict(*optimizer_, *model_, root["optimizer"]);
-  schedule_.load_state(from_state_dict<ScheduleState>(root["lr_scheduler"]));
-  // The scale carries over only between fp16 runs; another precision starts its own.
-  LossScalerState saved_scaler = from_state_dict<LossScalerState>(root["loss_scaler"]);
-  if (scaler_.enabled() && saved_scaler.enabled) scaler_.load_state(saved_scaler);
-  try {
-    sampler_->load_state(from_state_dict<SamplerState>(root["sampler"]));
-  } catch (const std::invalid_argument& e) {
-    root["sampler"].fail(e.what());
-  }
-  state_ = from_state_dict<TrainState>(root["train_state"]);
-  state_.history = from_state_dict<TrainHistory>(root["history"]);  // ranges: checked by verify_checkpoint
+// Each component of the checkpoint: its save and its load. The schema (checkpoint_schema.cpp) says
+// which components there are, in which order they load, and checks their layout.
+void Trainer::register_components() {
+  using namespace ckpt_key;
+  components_[kConfig] = {[this] {
+                            TrainConfig saved = cfg_;
+                            saved.run_dir = run_dir_;
+                            return c10::IValue(json_text_to_state_dict(config_to_json(saved).dump()));
+                          },
+                          // Parsed, checked against this run's and noted by plan_run(), before any
+                          // model existed: nothing left to load.
+                          [](const StateReader&, std::vector<std::string>&) {}};
+  components_[kVocabulary] = {[this] {
+                                StateDict vocab = new_state_dict();
+                                vocab.insert("graphemes", string_list(data_.graphemes.symbols()));
+                                vocab.insert("phonemes", string_list(data_.phonemes.symbols()));
+                                return c10::IValue(vocab);
+                              },
+                              [this](const StateReader& r, std::vector<std::string>&) { check_vocabulary(r); }};
+  components_[kData] = {[this] {
+                          StateDict data = new_state_dict();
+                          data.insert("train_samples", static_cast<int64_t>(corpus_.train.size()));
+                          data.insert("train_words", static_cast<int64_t>(corpus_.train_words));
+                          data.insert("fingerprint", data_fingerprint());
+                          return c10::IValue(data);
+                        },
+                        [this](const StateReader& r, std::vector<std::string>&) {
+                          if (r["fingerprint"].to_string() != data_fingerprint())
+                            r["fingerprint"].fail("the training data differs from the checkpoint's (same dictionary, "
+                                                  "val/test fractions and limit_words are needed to resume)");
+                        }};
+  components_[kModel] = {[this] { return c10::IValue(model_state_dict(*model_)); },
+                         [this](const StateReader& r, std::vector<std::string>&) { load_model_state_dict(*model_, r); }};
+  components_[kOptimizer] = {[this] { return c10::IValue(optimizer_state_dict(*optimizer_, *model_)); },
+                             [this](const StateReader& r, std::vector<std::string>&) {
+                               load_optimizer_state_dict(*optimizer_, *model_, r);
+                             }};
+  components_[kLrScheduler] = {[this] { return c10::IValue(to_state_dict(schedule_.state())); },
+                               [this](const StateReader& r, std::vector<std::string>& notes) {
+                                 schedule_.load_state(from_state_dict<ScheduleState>(r, &notes));
+                               }};
+  components_[kLossScaler] = {[this] { return c10::IValue(to_state_dict(scaler_.state())); },
+                              [this](const StateReader& r, std::vector<std::string>& notes) {
+                                // The scale carries over only between fp16 runs; another precision starts its own.
+                                auto saved = from_state_dict<LossScalerState>(r, &notes);
+                                if (scaler_.enabled() && saved.enabled) scaler_.load_state(saved);
+                              }};
+  components_[kSampler] = {[this] { return c10::IValue(to_state_dict(sampler_->state())); },
+                           [this](const StateReader& r, std::vector<std::string>& notes) {
+                             try {
+                               sampler_->load_state(from_state_dict<SamplerState>(r, &notes));
+                             } catch (const std::invalid_argument& e) {
+                               r.fail(e.what());
+                             }
+                           }};
+  components_[kTrainState] = {[this] { return c10::IValue(to_state_dict(state_)); },
+                              [this](const StateReader& r, std::vector<std::string>& notes) {
+                                state_ = from_state_dict<TrainState>(r, &notes);
+                              }};
+  components_[kHistory] = {[this] { return c10::IValue(to_state_dict(state_.history)); },
+                           [this](const StateReader& r, std::vector<std::string>& notes) {
+                             state_.history = from_state_dict<TrainHistory>(r, &notes);
+                           }};
+  components_[kRng] = {[this] {
+                         // Saved as gathered by save_checkpoint(): every rank's, in rank order.
+                         StateDict rng = new_state_dict();
+                         c10::impl::GenericList cpu(c10::AnyType::get()), cuda(c10::AnyType::get());
+                         for (auto& t : rng_cpu_) cpu.push_back(t);
+                         for (auto& t : rng_cuda_) cuda.push_back(t);
+                         rng.insert("cpu", cpu);
+                         rng.insert("cuda", cuda);
+                         return c10::IValue(rng);
+                       },
+                       [this](const StateReader& r, std::vector<std::string>&) {
+                         // Every rank continues its own stream; ranks beyond the saved world size
+                         // start fresh ones (train_state is loaded before: its step seeds them).
+                         auto cpu = r["cpu"].items();
+                         auto cuda = r.has("cuda") ? r["cuda"].items() : std::vector<StateReader>{};
+                         if (dist_.rank() < static_cast<int>(cpu.size())) {
+                           RngSnapshot snap;
+                           snap.cpu = cpu[dist_.rank()].to_tensor(at::kByte, 1).clone();
+                           if (device_.is_cuda() && dist_.rank() < static_cast<int>(cuda.size()))
+                             snap.cuda = cuda[dist_.rank()].to_tensor(at::kByte, 1).clone();
+                           restore_rng(snap);
+                         } else {
+                           seed_rng(cfg_.seed + 7919 * state_.global_step, dist_.rank(), device_.is_cuda());
+                         }
+                       }};
+}
 
-  // Every rank continues its own random stream; ranks beyond the saved world size start fresh ones.
-  auto rng = root["rng"]["cpu"].items();
-  auto rng_cuda = root["rng"].has("cuda") ? root["rng"]["cuda"].items() : std::vector<StateReader>{};
-  int64_t saved_world = root["world_size"].to_int();
-  if (dist_.rank() < static_cast<int>(rng.size())) {
-    RngSnapshot snap;
-    snap.cpu = rng[dist_.rank()].to_tensor(at::kByte, 1).clone();
-    if (device_.is_cuda() && dist_.rank() < static_cast<int>(rng_cuda.size()))
-      snap.cuda = rng_cuda[dist_.rank()].to_tensor(at::kByte, 1).clone();
-    restore_rng(snap);
-  } else {
-    seed_rng(cfg_.seed + 7919 * state_.global_step, dist_.rank(), device_.is_cuda());
-  }
+void Trainer::restore(const LoadedCheckpoint& ck) {
+  const TrainConfig& saved = *run_.saved_config;
+  std::vector<std::string> defaults = run_.notes;  // the config's, from plan_run()
+  load_components(ck, components_, defaults);
+  const int64_t saved_world = StateReader(ck.root, ck.path)[ckpt_key::kWorldSize].to_int();
 
   // --- what changed since the checkpoint
   std::vector<std::string> notes;
@@ -300,6 +328,7 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
                state_.best_step, state_.history.train_loss.size(), state_.history.epoch_train_loss.size(),
                state_.history.val_loss.size(), saved_world, dist_.world_size());
   for (const auto& n : notes) log::warn("resumed with a changed config: {}", n);
+  for (const auto& n : defaults) log::info("older checkpoint: {}", n);
 }
 
 void Trainer::republish_best(const LoadedCheckpoint& ck) {
@@ -373,27 +402,32 @@ int Trainer::train_until_stop() {
   log::info("training: epoch {}/{}, step {}/{}, {} rank(s) via {}, run dir {}", state_.epoch, cfg_.epochs,
                state_.global_step, schedule_.state().total_steps, dist_.world_size(), launcher_name(env_.launcher),
                run_dir_);
-  last_save_time_ = last_report_time_ = Clock::now();
+  last_report_time_ = last_step_time_ = Clock::now();
   while (true) {
     StepResult r = train_step(sampler_->next_global_batch());
-    state_.record_step(r.loss_sum, r.tokens, schedule_.lr_at(state_.global_step), r.samples);
+    const double lr = schedule_.lr_at(state_.global_step);
+    state_.record_step(r.loss_sum, r.tokens, lr, r.samples);
     schedule_.advance();
     samples_since_report_ += r.samples;
+    const double step_seconds = seconds_since(last_step_time_);
+    if (metrics_)
+      metrics_->step(state_.global_step, state_.epoch, state_.history.train_loss.back(), lr,
+                     step_seconds > 0 ? r.samples / step_seconds : 0.0);
 
-    bool epoch_ended = sampler_->epoch_done();
-    EpochEnd e = epoch_ended ? end_epoch() : EpochEnd{};
-    bool stop = r.stop_requested || e.interrupted;
-    bool finished = state_.epoch >= cfg_.epochs || state_.global_step >= schedule_.state().total_steps;
-    bool max_steps = cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps;
-    bool stopping = finished || max_steps || stop;
-    report_progress(r, stopping || epoch_ended);
+    StepEvents ev;
+    ev.step = state_.global_step;
+    ev.epoch_ended = sampler_->epoch_done();
+    EpochEnd e = ev.epoch_ended ? end_epoch() : EpochEnd{};
+    ev.epoch = state_.epoch;
+    ev.new_best = e.improved;
+    ev.stop = r.stop_requested || e.interrupted;
+    ev.finished = state_.epoch >= cfg_.epochs || state_.global_step >= schedule_.state().total_steps;
+    ev.max_steps = cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps;
+    ev.minutes_due = r.minutes_due;
+    const bool stopping = ev.finished || ev.max_steps || ev.stop;
+    report_progress(r, stopping || ev.epoch_ended);
 
-    bool due = stopping || e.improved || r.time_to_save ||
-               (cfg_.save_every_steps > 0 && state_.global_step % cfg_.save_every_steps == 0) ||
-               (epoch_ended && cfg_.save_every_epochs > 0 && state_.epoch % cfg_.save_every_epochs == 0);
-    if (due) {
-      const char* reason = stop ? "stop signal" : finished ? "end of training" : max_steps ? "max_steps"
-                           : e.improved ? "new best" : "periodic";
+    if (const char* reason = save_policy_.reason(ev)) {
       if (save_checkpoint(reason)) {
         failed_saves_ = 0;
       } else if (stopping || ++failed_saves_ >= cfg_.max_failed_saves) {
@@ -402,8 +436,9 @@ int Trainer::train_until_stop() {
         return exit_code::kSaveFailed;
       }
     }
-    if (stop) return stopped(e.interrupted ? " during validation" : "");
-    if (finished || max_steps) {
+    last_step_time_ = Clock::now();  // saves and validations do not count as step time
+    if (ev.stop) return stopped(e.interrupted ? " during validation" : "");
+    if (ev.finished || ev.max_steps) {
       log::info("done: step {}, epoch {}, best {} = {}", state_.global_step, state_.epoch, cfg_.best_metric,
                    state_.has_best ? fmt::format("{:.4f} (step {})", state_.best_metric, state_.best_step) : "none");
       return exit_code::kDone;
@@ -416,11 +451,7 @@ bool Trainer::run_pending_validation() {
   std::optional<EvalResult> r = validate();
   if (!r) return false;
   state_.eval_pending = false;
-  bool improved = state_.record_eval(*r, cfg_.best_metric, cfg_.resolved_best_mode() == "max");
-  best_unpublished_ = best_unpublished_ || improved;
-  log::info("epoch {} validation: loss {:.4f}, token acc {:.4f}, WER {:.2f}%, PER {:.2f}% ({} words){}", state_.epoch,
-            r->loss, r->token_acc, 100 * r->wer, 100 * r->per, static_cast<int64_t>(r->words),
-            improved ? "  * new best" : "");
+  record_evaluation(*r);
   // last.pt must hold the evaluation (and best.pt a new best) before anything else happens.
   if (!save_checkpoint("pending validation") && ++failed_saves_ >= cfg_.max_failed_saves)
     throw SaveError("the checkpoint after the pending validation could not be saved");
@@ -481,10 +512,9 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
 
   // One small allreduce per step carries the loss for the history and the stop/save flags, so
   // all ranks take the same decisions at the same step.
-  bool time_to_save = dist_.is_main() && cfg_.save_every_minutes > 0 &&
-                      seconds_since(last_save_time_) >= cfg_.save_every_minutes * 60;
+  bool minutes_due = dist_.is_main() && save_policy_.minutes_due();
   at::Tensor stats = at::tensor({loss_sum.item<double>(), batch.tokens, pending_stop_signal() ? 1.0 : 0.0,
-                                 time_to_save ? 1.0 : 0.0},
+                                 minutes_due ? 1.0 : 0.0},
                                 at::kDouble);
   dist_.all_reduce_sum(stats);
   auto s = stats.accessor<double, 1>();
@@ -493,7 +523,7 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   r.tokens = s[1];
   r.samples = static_cast<int64_t>(global_batch.size());
   r.stop_requested = s[2] > 0;
-  r.time_to_save = s[3] > 0;
+  r.minutes_due = s[3] > 0;
   return r;
 }
 
@@ -508,15 +538,21 @@ Trainer::EpochEnd Trainer::end_epoch() {
       state_.eval_pending = true;
       out.interrupted = true;
     } else {
-      out.improved = state_.record_eval(*r, cfg_.best_metric, cfg_.resolved_best_mode() == "max");
-      best_unpublished_ = best_unpublished_ || out.improved;
-      log::info("epoch {} validation: loss {:.4f}, token acc {:.4f}, WER {:.2f}%, PER {:.2f}% ({} words){}",
-                state_.epoch, r->loss, r->token_acc, 100 * r->wer, 100 * r->per, static_cast<int64_t>(r->words),
-                out.improved ? "  * new best" : "");
+      out.improved = record_evaluation(*r);
     }
   }
   sampler_->start_epoch(state_.epoch);
   return out;
+}
+
+bool Trainer::record_evaluation(const EvalResult& r) {
+  bool improved = state_.record_eval(r, cfg_.best_metric, cfg_.resolved_best_mode() == "max");
+  best_unpublished_ = best_unpublished_ || improved;
+  log::info("epoch {} validation: loss {:.4f}, token acc {:.4f}, WER {:.2f}%, PER {:.2f}% ({} words){}", state_.epoch,
+            r.loss, r.token_acc, 100 * r.wer, 100 * r.per, static_cast<int64_t>(r.words),
+            improved ? "  * new best" : "");
+  if (metrics_) metrics_->evaluation(state_.global_step, state_.epoch, {r.loss, r.wer, r.per, r.token_acc, improved});
+  return improved;
 }
 
 std::optional<EvalResult> Trainer::validate() {
@@ -533,42 +569,6 @@ std::optional<EvalResult> Trainer::validate() {
 // ============================================================================================
 // Saving
 // ============================================================================================
-
-StateDict Trainer::snapshot(const std::vector<at::Tensor>& cpu_states, const std::vector<at::Tensor>& cuda_states) {
-  StateDict d = new_state_dict();
-
-  TrainConfig saved_cfg = cfg_;
-  saved_cfg.run_dir = run_dir_;
-  StateDict rng_dict = new_state_dict();
-  c10::impl::GenericList cpu_list(c10::AnyType::get()), cuda_list(c10::AnyType::get());
-  for (auto& t : cpu_states) cpu_list.push_back(t);
-  for (auto& t : cuda_states) cuda_list.push_back(t);
-  rng_dict.insert("cpu", cpu_list);
-  rng_dict.insert("cuda", cuda_list);
-  StateDict vocab = new_state_dict();
-  vocab.insert("graphemes", string_list(data_.graphemes.symbols()));
-  vocab.insert("phonemes", string_list(data_.phonemes.symbols()));
-  StateDict data = new_state_dict();
-  data.insert("train_samples", static_cast<int64_t>(corpus_.train.size()));
-  data.insert("train_words", static_cast<int64_t>(corpus_.train_words));
-  data.insert("fingerprint", data_fingerprint());
-
-  d.insert("format_version", kCheckpointFormatVersion);
-  d.insert("trainer_version", std::string(RESUMABLE_VERSION));
-  d.insert("world_size", static_cast<int64_t>(dist_.world_size()));
-  d.insert("model", model_state_dict(*model_));
-  d.insert("optimizer", optimizer_state_dict(*optimizer_, *model_));
-  d.insert("lr_scheduler", to_state_dict(schedule_.state()));
-  d.insert("loss_scaler", to_state_dict(scaler_.state()));
-  d.insert("rng", rng_dict);
-  d.insert("sampler", to_state_dict(sampler_->state()));
-  d.insert("train_state", to_state_dict(state_));
-  d.insert("history", to_state_dict(state_.history));
-  d.insert("config", json_text_to_state_dict(config_to_json(saved_cfg).dump()));
-  d.insert("vocabulary", vocab);
-  d.insert("data", data);
-  return d;
-}
 
 // Test-only switch: RESUMABLE_TEST_TRACE_SAMPLES=PREFIX makes each rank append
 // "epoch step id id ..." per step to PREFIX.rank<r>, so tests can prove that no sample is skipped
@@ -622,14 +622,15 @@ void inject_save_fault(int64_t step) {
 
 }  // namespace
 
-std::string Trainer::write_checkpoint_on_main(const std::vector<at::Tensor>& cpu_states,
-                                              const std::vector<at::Tensor>& cuda_states, const char* reason,
-                                              const std::string& weights) {
+std::string Trainer::write_checkpoint_on_main(const char* reason, const std::string& weights) {
   // Whatever goes wrong here is reported to every rank as this save's outcome: a rank 0 that
   // threw out of a save would leave the others waiting for it.
   // best.pt must hold the step last.pt calls best: this very state when it is a new best, else a
-  // best whose own save failed (kept until published).
-  const bool is_best = best_unpublished_ && state_.best_step == state_.global_step;
+  // best whose own save failed (kept until published). Before the first validation there is no
+  // best to keep, and best.pt follows last.pt (as Lightning's checkpoint with no metric to
+  // monitor), so even a short run has a best.pt to export.
+  const bool new_best = best_unpublished_ && state_.has_best && state_.best_step == state_.global_step;
+  const bool is_best = new_best || !state_.has_best;
   std::optional<PendingBest> built;
   try {
     CheckpointMeta meta;
@@ -638,14 +639,14 @@ std::string Trainer::write_checkpoint_on_main(const std::vector<at::Tensor>& cpu
     meta.segment = plan_.segment;
     meta.resumed_from = plan_.resumed_from;
     meta.saved_at = static_cast<int64_t>(std::time(nullptr));
-    built = PendingBest{snapshot(cpu_states, cuda_states), meta};
+    built = PendingBest{save_components(components_, dist_.world_size()), meta};
     inject_save_fault(state_.global_step);
     SaveReport r = checkpoints_.save(built->state, meta, is_best, pending_best_ ? &*pending_best_ : nullptr);
-    last_save_time_ = Clock::now();
+    save_policy_.saved();
     if (r.best_published) {
       best_unpublished_ = false;
       pending_best_.reset();
-    } else if (is_best) {
+    } else if (new_best) {
       pending_best_ = std::move(built);
     }
     std::string names;
@@ -661,7 +662,7 @@ std::string Trainer::write_checkpoint_on_main(const std::vector<at::Tensor>& cpu
                 best_unpublished_ ? " (best.pt follows with the next save)" : "");
     return "S";
   } catch (const std::exception& e) {
-    if (is_best && built) pending_best_ = std::move(built);
+    if (new_best && built) pending_best_ = std::move(built);
     log::error("checkpoint not saved ({}): {}; the last good checkpoint is untouched{}", reason, e.what(),
                best_unpublished_ ? " (the new best follows with the next save)" : "");
     return std::string("F") + e.what();
@@ -673,14 +674,14 @@ bool Trainer::save_checkpoint(const char* reason) {
   std::string weights = verify_replicas();
   // Collective part: every rank's RNG state, gathered to all (rank 0 keeps them).
   RngSnapshot rng = capture_rng(device_.is_cuda());
-  std::vector<at::Tensor> cpu_states = dist_.all_gather(rng.cpu);
-  std::vector<at::Tensor> cuda_states;
-  if (rng.cuda.defined()) cuda_states = dist_.all_gather(rng.cuda.cpu());
+  rng_cpu_ = dist_.all_gather(rng.cpu);
+  rng_cuda_.clear();
+  if (rng.cuda.defined()) rng_cuda_ = dist_.all_gather(rng.cuda.cpu());
   // Rank 0 writes; the others wait for its outcome as long as it is alive and the save limit
   // allows, not just for the collective timeout: a large checkpoint on a slow disk takes minutes.
   const auto limit = std::chrono::milliseconds(static_cast<int64_t>(cfg_.save_timeout_s * 1000));
   std::string outcome = dist_.gather_after("saving a checkpoint", [&]() -> std::string {
-    return dist_.is_main() ? write_checkpoint_on_main(cpu_states, cuda_states, reason, weights) : "";
+    return dist_.is_main() ? write_checkpoint_on_main(reason, weights) : "";
   }, limit)[0];
   if (outcome == "S") return true;
   if (!dist_.is_main()) log::warn("rank 0 could not save the checkpoint ({}): {}", reason, outcome.substr(1));
@@ -724,7 +725,7 @@ void Trainer::report_progress(const StepResult& r, bool force_line) {
 
 int Trainer::evaluate() {
   const LoadedCheckpoint& ck = *plan_.checkpoint;
-  load_model_state_dict(*model_, StateReader(ck.root, ck.path)["model"]);
+  load_model_state_dict(*model_, StateReader(ck.root, ck.path)[ckpt_key::kModel]);
   nlohmann::json j = {{"checkpoint", ck.path}, {"position", position_text(ck)}, {"beam", cfg_.beam_size}};
   for (auto [split, name] : {std::pair{Split::kValidation, "validation"}, std::pair{Split::kTest, "test"}}) {
     auto start = Clock::now();

@@ -70,6 +70,7 @@ def test_save_limit_is_honoured(tmp_path):
 def test_a_failure_after_last_is_published_is_reported_as_such(tmp_path):
     # best.pt cannot be replaced (a directory holds its name); last.pt and step-N.pt can.
     run(["--run-dir", tmp_path, "--max-steps", 5])
+    (tmp_path / CK / "best.pt").unlink()  # it follows last.pt until the first validation
     (tmp_path / CK / "best.pt").mkdir()
     (tmp_path / CK / "best.pt" / "x").write_text("x")
     code, out = run(["--run-dir", tmp_path, "--epochs", 1], check=False)

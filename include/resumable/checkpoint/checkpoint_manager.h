@@ -88,6 +88,8 @@ class CheckpointManager {
   // Applies the retention policy; never deletes the snapshot of `newest_step`. With `room_for_one`
   // it counts a snapshot about to be written (keeps one fewer).
   std::vector<std::string> prune(int64_t newest_step, bool room_for_one = false);
+  // What prune() would delete now (`ckpt clean --dry-run`).
+  std::vector<std::string> prunable(int64_t newest_step, bool room_for_one = false) const;
   // Moves the checkpoint directory aside (--resume never --force); returns its new name.
   std::string set_aside();
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <optional>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,8 @@ class StateReader {
   const c10::IValue& value() const { return value_; }
   const std::string& file() const { return file_; }
   const std::string& path() const { return path_; }
+  // "path.key": how a child field is named in messages.
+  std::string field_name(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
   [[noreturn]] void fail(const std::string& problem) const;
 
  private:
@@ -64,11 +67,21 @@ struct ToDict {
   void operator()(const char* k, std::vector<int64_t>& v);
 };
 struct FromDict {
+  template <class T>
+  static std::string default_text(const T& v) {
+    if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
+    else if constexpr (std::is_arithmetic_v<T>) return std::to_string(v);
+    else return "(empty)";
+  }
   const StateReader& r;
+  std::vector<std::string>* notes = nullptr;  // where a field filled with its default is said
   template <class T>
   void operator()(const char* k, T& v, const T& fallback) {
-    if (r.has(k)) (*this)(k, v);
-    else v = fallback;
+    if (r.has(k)) return (*this)(k, v);
+    v = fallback;
+    if (notes)
+      notes->push_back(r.field_name(k) + ": not in this file (written before it existed), using its default " +
+                       default_text(fallback));
   }
   void operator()(const char* k, int64_t& v) { v = r[k].to_int(); }
   void operator()(const char* k, double& v) { v = r[k].to_double(); }
@@ -85,9 +98,9 @@ StateDict to_state_dict(T state) {
   return d;
 }
 template <class T>
-T from_state_dict(const StateReader& r) {
+T from_state_dict(const StateReader& r, std::vector<std::string>* notes = nullptr) {
   T state;
-  state.visit(FromDict{r});
+  state.visit(FromDict{r, notes});
   return state;
 }
 

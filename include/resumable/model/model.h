@@ -91,6 +91,9 @@ class G2PTransformerImpl : public torch::nn::Module {
   // Beam search with `beam` hypotheses per word, ranked by length-normalized log-probability;
   // returns the best, shaped like greedy_decode(). beam == 1 is greedy decoding.
   torch::Tensor beam_decode(const torch::Tensor& source, int64_t max_len, int64_t beam);
+  // All `beam` hypotheses of every word, best first: sequences [B,beam,L] and their mean
+  // log-probability per phoneme (EOS included) [B,beam]. beam == 1 follows greedy decoding.
+  std::pair<torch::Tensor, torch::Tensor> beam_search(const torch::Tensor& source, int64_t max_len, int64_t beam);
 
   const ModelOptions& options() const { return options_; }
 

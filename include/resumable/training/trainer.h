@@ -1,6 +1,8 @@
-// The training run: builds every component from the config and the resume plan, then
-//   restore -> loop { batch, step, record, maybe validate, maybe save, maybe stop } -> exit code.
-// A policy decides *when* to save (save_due), the CheckpointManager decides *how*.
+// The training run: builds every component from the resolved config and the resume plan (it never
+// sees the command line), then
+//   restore -> loop { step, record, maybe validate, if due save, maybe stop } -> exit code.
+// SavePolicy decides *when* to save, the CheckpointManager *how*, and the checkpoint schema *what*:
+// each component registers one save and one load in `components_`.
 #pragma once
 
 #include <chrono>
@@ -14,7 +16,6 @@
 #include "resumable/data/batch.h"
 #include "resumable/checkpoint/checkpoint_manager.h"
 #include "resumable/checkpoint/checkpoint_state.h"
-#include "resumable/config/cli.h"
 #include "resumable/data/cmudict.h"
 #include "resumable/config/config.h"
 #include "resumable/distributed/data_parallel.h"
@@ -23,7 +24,11 @@
 #include "resumable/distributed/launch_env.h"
 #include "resumable/training/loss_scaler.h"
 #include "resumable/model/model.h"
+#include "resumable/metrics/metrics_log.h"
+#include "resumable/training/checkpoint_schema.h"
 #include "resumable/training/resume_planner.h"
+#include "resumable/training/run_plan.h"
+#include "resumable/training/save_policy.h"
 #include "resumable/training/rng_state.h"
 #include "resumable/training/train_state.h"
 #include "resumable/training/warmup_cosine_schedule.h"
@@ -37,8 +42,8 @@ c10::Device choose_device(const std::string& device, int local_rank);
 
 class Trainer {
  public:
-  // Collective: plans the resume with the other ranks, loads data, builds and restores the model.
-  Trainer(TrainConfig cfg, const CliArgs& cli, const LaunchEnv& env, Distributed& dist);
+  // Collective: loads data, builds the model and restores it as `plan` says.
+  Trainer(RunPlan plan, const LaunchEnv& env, Distributed& dist);
   ~Trainer();
 
   // Trains until the end of the schedule, --max-steps, or a stop signal. Returns the exit code.
@@ -54,15 +59,16 @@ class Trainer {
     double tokens = 0;
     int64_t samples = 0;
     bool stop_requested = false;  // a rank received a stop signal
-    bool time_to_save = false;    // rank 0's clock says save_every_minutes has passed
+    bool minutes_due = false;     // rank 0's clock says save_every_minutes has passed
   };
   struct EpochEnd {
     bool improved = false;     // validation found a new best
     bool interrupted = false;  // a stop request cut the validation short (it runs again on resume)
   };
 
-  void reconcile_config(const CliArgs& cli);
   void load_data();
+  void register_components();
+  void check_vocabulary(const StateReader& saved) const;
   void build_model();
   void start_fresh();
   void restore(const LoadedCheckpoint& ck);
@@ -80,10 +86,7 @@ class Trainer {
   // is not in it. Returns whether last.pt now holds this step.
   bool save_checkpoint(const char* reason);
   // Rank 0's part of a save; returns "S" (saved) or "F" + why. Never throws.
-  std::string write_checkpoint_on_main(const std::vector<at::Tensor>& cpu_states,
-                                       const std::vector<at::Tensor>& cuda_states, const char* reason,
-                                       const std::string& weights);
-  StateDict snapshot(const std::vector<at::Tensor>& cpu_states, const std::vector<at::Tensor>& cuda_states);
+  std::string write_checkpoint_on_main(const char* reason, const std::string& weights);
   // After a resume: best.pt must hold the step the checkpoint calls best (a save that died
   // between last.pt and best.pt, or a best that was never published, is mended here).
   void republish_best(const LoadedCheckpoint& ck);
@@ -91,16 +94,19 @@ class Trainer {
   std::string verify_replicas();
   void trace_samples(const std::vector<int64_t>& mine);
   void report_progress(const StepResult& r, bool force_line);
+  // Appends a finished validation to the history, the log and the metrics; true on a new best.
+  bool record_evaluation(const EvalResult& r);
   std::string data_fingerprint() const;
 
   TrainConfig cfg_;
   const LaunchEnv& env_;
   Distributed& dist_;
   c10::Device device_;
-  ResumePlan plan_;
-  std::string run_dir_;                   // fixed before the lock and the resume decision
-  std::optional<TrainConfig> saved_cfg_;  // the config of the checkpoint being resumed, if any
+  RunPlan run_;
+  const ResumePlan& plan_ = run_.resume;
+  const std::string& run_dir_ = run_.run_dir;
   std::unique_ptr<RunDirectoryLock> lock_;  // rank 0, while training
+  StatefulMap components_;                  // what a checkpoint holds, by component name
 
   std::vector<Pronunciation> entries_;
   G2PCorpus corpus_;
@@ -115,12 +121,15 @@ class Trainer {
   LossScaler scaler_;
   TrainState state_;
   CheckpointManager checkpoints_;
+  SavePolicy save_policy_;
+  std::unique_ptr<MetricsLog> metrics_;  // rank 0, while training
+  // Every rank's generator states, gathered for the save in progress (the "rng" component).
+  std::vector<at::Tensor> rng_cpu_, rng_cuda_;
 
   int64_t failed_saves_ = 0;
   bool best_unpublished_ = false;  // best.pt does not hold the best step yet (it is new, or its save failed)
   std::optional<PendingBest> pending_best_;  // rank 0: that best's state, when its own save failed
-  std::chrono::steady_clock::time_point last_save_time_;
-  std::chrono::steady_clock::time_point last_report_time_;
+  std::chrono::steady_clock::time_point last_report_time_, last_step_time_;
   int64_t samples_since_report_ = 0;
   double samples_per_second_ = 0;
 };

@@ -60,3 +60,23 @@ TEST(Cli, HelpListsEveryConfigKey) {
   std::string help = cli_help_text();
   for (const auto& f : config_fields()) EXPECT_NE(help.find("--" + f.flag), std::string::npos) << f.flag;
 }
+
+TEST(Cli, BooleanKeysTakeEveryForm) {
+  // --key, --key=value and --key value, as the stray-argument error promises.
+  EXPECT_TRUE(apply_overrides(TrainConfig{}, parse({"--length-bucketing"})).length_bucketing);
+  TrainConfig on = TrainConfig{};
+  on.length_bucketing = true;
+  EXPECT_FALSE(apply_overrides(on, parse({"--length-bucketing=false"})).length_bucketing);
+  EXPECT_FALSE(apply_overrides(on, parse({"--length-bucketing", "false"})).length_bucketing);
+  EXPECT_TRUE(apply_overrides(TrainConfig{}, parse({"--length-bucketing", "true", "--max-steps", "3"})).length_bucketing);
+  EXPECT_FALSE(apply_overrides(on, parse({"--force", "--length-bucketing", "0"})).length_bucketing);
+  // A value flag is untouched: "--max-steps 1" stays a number, and a word after a boolean is still stray.
+  EXPECT_EQ(apply_overrides(TrainConfig{}, parse({"--max-steps", "1"})).max_steps, 1);
+  EXPECT_NE(error_of({"--length-bucketing", "maybe"}).find("unexpected argument 'maybe'"), std::string::npos);
+}
+
+TEST(Cli, HelpListsTheTools) {
+  std::string help = cli_help_text();
+  for (const char* tool : {"ckpt list", "info", "verify", "diff", "clean", "backup", "export", "trainer predict"})
+    EXPECT_NE(help.find(tool), std::string::npos) << tool;
+}

@@ -1,0 +1,116 @@
+#include "resumable/tools/predict_command.h"
+
+#include <cctype>
+#include <cstdio>
+#include <iostream>
+
+#include "resumable/data/batch.h"
+#include "resumable/tools/tool_args.h"
+#include "resumable/training/checkpoint_verify.h"
+#include "resumable/util/errors.h"
+
+namespace resumable {
+namespace {
+
+const char* kHelp =
+    "usage: trainer predict --checkpoint FILE [--beam-size K] [--nbest K] [--batch-size N] [WORD...]\n"
+    "Pronounces each WORD (or each line of stdin when no WORD is given) with the checkpoint's model:\n"
+    "  word<TAB>PH O N E S            greedy decoding (--beam-size 1, the default) or beam search\n"
+    "  word<TAB>PH O N E S<TAB>SCORE  with --nbest K: the K best hypotheses (beam >= K), best first;\n"
+    "                                 SCORE is the mean log-probability per phoneme (EOS included)\n"
+    "Words are lower-cased. A word with a character the model does not know is reported on stderr\n"
+    "and skipped; the exit code is then 2.\n";
+
+struct Word {
+  std::string text;
+  std::vector<int64_t> source;
+};
+
+}  // namespace
+
+int run_predict_command(int argc, char** argv) {
+  std::vector<std::string> raw(argv + 1, argv + argc);
+  for (const auto& a : raw)
+    if (a == "--help" || a == "-h") {
+      std::cout << kHelp;
+      return exit_code::kDone;
+    }
+  ToolArgs a = parse_tool_args("predict", raw, {"--checkpoint", "--beam-size", "--nbest", "--batch-size"}, {});
+  auto path = a.value("--checkpoint");
+  if (!path) throw ConfigError("predict: --checkpoint FILE is required (see trainer predict --help)");
+  const int64_t nbest = a.integer("--nbest", 0, 1);
+  const int64_t beam = std::max(a.integer("--beam-size", 1, 1), nbest);
+  const int64_t batch_size = a.integer("--batch-size", 256, 1);
+
+  SavedModel m = load_saved_model(read_checkpoint(*path));
+  torch::NoGradGuard no_grad;
+
+  std::vector<std::string> inputs = a.positional;
+  if (inputs.empty())
+    for (std::string line; std::getline(std::cin, line);) {
+      while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+      size_t start = 0;
+      while (start < line.size() && std::isspace(static_cast<unsigned char>(line[start]))) ++start;
+      if (start < line.size()) inputs.push_back(line.substr(start));
+    }
+
+  int failed = 0;
+  std::vector<Word> words;
+  for (const auto& input : inputs) {
+    std::string lower = input;
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    Word w{input, {}};
+    std::string unknown;
+    std::vector<std::string> symbols = graphemes_of(lower);
+    for (size_t i = 0; i < symbols.size(); ++i) {
+      int64_t id = m.graphemes.id(symbols[i]);
+      w.source.push_back(id);
+      if (id != Vocabulary::kUnk) continue;
+      // Name the character, not its bytes: a UTF-8 sequence is one unknown character.
+      std::string c = symbols[i];
+      while ((static_cast<unsigned char>(c[0]) & 0xc0) == 0xc0 && i + 1 < symbols.size() &&
+             (static_cast<unsigned char>(symbols[i + 1][0]) & 0xc0) == 0x80)
+        c += symbols[++i];
+      if (unknown.find("'" + c + "'") == std::string::npos) unknown += (unknown.empty() ? "'" : ", '") + c + "'";
+    }
+    if (w.source.empty()) unknown = "(empty)";
+    if (!unknown.empty()) {
+      std::fprintf(stderr, "trainer predict: '%s': character %s not in the model's vocabulary (%zu graphemes); skipped\n",
+                   input.c_str(), unknown.c_str(), m.graphemes.symbols().size());
+      ++failed;
+      continue;
+    }
+    words.push_back(std::move(w));
+  }
+
+  for (size_t start = 0; start < words.size(); start += static_cast<size_t>(batch_size)) {
+    size_t end = std::min(words.size(), start + static_cast<size_t>(batch_size));
+    std::vector<const std::vector<int64_t>*> sources;
+    int64_t longest = 0;
+    for (size_t i = start; i < end; ++i) {
+      sources.push_back(&words[i].source);
+      longest = std::max<int64_t>(longest, static_cast<int64_t>(words[i].source.size()));
+    }
+    at::Tensor src = collate_sources(sources, c10::Device(c10::kCPU));
+    auto [seqs, scores] = m.model->beam_search(src, longest + 8, beam);  // the evaluator's limit
+    seqs = seqs.contiguous();
+    const int64_t shown = nbest > 0 ? nbest : 1;
+    for (size_t i = start; i < end; ++i) {
+      for (int64_t k = 0; k < shown; ++k) {
+        at::Tensor row = seqs[static_cast<int64_t>(i - start)][k];
+        std::vector<int64_t> ids(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + row.numel());
+        std::string phones;
+        for (const auto& p : m.phonemes.decode(ids)) phones += (phones.empty() ? "" : " ") + p;
+        if (nbest > 0)
+          std::printf("%s\t%s\t%.4f\n", words[i].text.c_str(), phones.c_str(),
+                      scores[static_cast<int64_t>(i - start)][k].item<double>());
+        else
+          std::printf("%s\t%s\n", words[i].text.c_str(), phones.c_str());
+      }
+    }
+    std::fflush(stdout);
+  }
+  return failed == 0 ? exit_code::kDone : exit_code::kBadInput;
+}
+
+}  // namespace resumable

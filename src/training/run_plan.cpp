@@ -1,0 +1,69 @@
+#include "resumable/training/run_plan.h"
+
+#include <variant>
+
+#include "resumable/training/checkpoint_schema.h"
+#include "resumable/util/atomic_file.h"
+
+namespace resumable {
+namespace {
+
+std::string list_text(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? "; " : "") + items[i];
+  return out;
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s == tail.substr(1) || (s.size() > tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0);
+}
+
+// Resuming a file of another run without --config or --run-dir continues in that run's directory
+// (the one holding its checkpoints/ folder, or its checkpoints/backup/ folder for a backup).
+std::string run_dir_for(const TrainConfig& cfg, const CliArgs& cli) {
+  const std::string& from = cfg.resume_from;
+  if (cfg.run_dir.empty() && !cli.config_path && from != "auto" && from != "never") {
+    std::string folder = parent_directory(from);
+    if (ends_with(folder, "/checkpoints/backup")) folder = parent_directory(folder);
+    if (ends_with(folder, "/checkpoints")) return parent_directory(folder);
+  }
+  return cfg.resolved_run_dir();
+}
+
+}  // namespace
+
+RunPlan plan_run(TrainConfig cfg, const CliArgs& cli, Distributed& dist) {
+  RunPlan plan;
+  plan.evaluate_only = cli.eval;
+  plan.run_dir = run_dir_for(cfg, cli);
+  cfg.run_dir = plan.run_dir;
+  plan.resume = plan_resume(cfg, dist, ResumeOptions{cli.eval});
+  plan.config = std::move(cfg);
+  if (!plan.resume.checkpoint) return plan;
+
+  // The saved config is the base when no --config was given; otherwise the two are compared:
+  // architecture or data differences are an error, others are warnings or re-plans (the Trainer).
+  const LoadedCheckpoint& ck = *plan.resume.checkpoint;
+  plan.saved_config = saved_config(ck, &plan.notes);
+  const TrainConfig& saved = *plan.saved_config;
+  if (!cli.config_path) {
+    TrainConfig base = saved;
+    for (const auto& f : config_fields())  // per-invocation fields never come from the file
+      if (f.role == FieldRole::kInvocation) std::visit([&](auto m) { base.*m = TrainConfig{}.*m; }, f.member);
+    base.name = plan.config.name;
+    plan.config = apply_overrides(base, cli);
+    plan.config.run_dir = plan.run_dir;
+  }
+  std::vector<std::string> errors;
+  for (const auto& d : diff_configs(saved, plan.config)) {
+    bool fatal = d.role == FieldRole::kArchitecture ||
+                 (d.role == FieldRole::kData && plan.resume.kind == ResumePlan::Kind::kResume && !cli.eval);
+    if (fatal) errors.push_back(d.field + ": saved " + d.saved + ", given " + d.given);
+  }
+  if (!errors.empty())
+    throw CheckpointError(ck.path + ": does not fit this config (" + list_text(errors) +
+                          "); resume with the saved values, or start a new run (--init-from loads weights only)");
+  return plan;
+}
+
+}  // namespace resumable

@@ -1,0 +1,76 @@
+"""Issue 13, the schema: a checkpoint is a map of versioned components. Files written before this
+change (tests/data/checkpoint-e70cad3-step12.pt, by main at e70cad3) load, resume and verify, with
+every field they lack filled by its documented default and said in the log; a component newer than
+this trainer, or one it does not know, is refused with "upgrade the trainer"."""
+import json
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from conftest import ROOT, TRAINER, load, run
+from ckpt_tools import save_with_checksum
+
+OLD = ROOT / "tests" / "data" / "checkpoint-e70cad3-step12.pt"
+
+
+def trainer(*args):
+    p = subprocess.run([TRAINER] + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=240, cwd=ROOT, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout
+
+
+def test_a_checkpoint_of_the_previous_main_verifies_and_resumes(tmp_path):
+    old = tmp_path / "old.pt"
+    shutil.copy(OLD, old)
+    before = load(old)
+    assert "component_versions" not in before and "eval_pending" not in before["train_state"]
+    assert "save_timeout_s" not in before["config"]
+
+    rc, out = trainer("ckpt", "verify", old)
+    assert rc == 0 and out.startswith("OK"), out
+    rc, out = trainer("ckpt", "info", old, "--json")
+    info = json.loads(out)
+    assert rc == 0 and info["step"] == 12 and set(info["component_versions"].values()) == {1}
+
+    rc, log = trainer("--resume", old, "--run-dir", tmp_path / "run", "--max-steps", 15)
+    assert rc == 0, log
+    assert "older checkpoint: config.save_timeout_s: not in this file (written before it existed), using its default 1800" in log
+    assert "older checkpoint: train_state.eval_pending: not in this file (written before it existed), using its default false" in log
+    after = load(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert after["train_state"]["global_step"] == 15 and after["history"]["resumed_at_step"].tolist() == [12]
+    assert torch.equal(after["history"]["train_loss"][:12], before["history"]["train_loss"])
+    assert after["component_versions"]["train_state"] == 2 and after["component_versions"]["config"] == 2
+    assert after["train_state"]["eval_pending"] is False and after["config"]["save_timeout_s"] == 1800.0
+    rc, out = trainer("ckpt", "verify", tmp_path / "run" / "checkpoints" / "last.pt")
+    assert rc == 0, out
+
+
+@pytest.fixture(scope="module")
+def current(tmp_path_factory):
+    d = tmp_path_factory.mktemp("schema")
+    run(["--run-dir", d / "run", "--max-steps", 3])
+    return load(d / "run" / "checkpoints" / "last.pt")
+
+
+@pytest.mark.parametrize("change", ["newer", "unknown"])
+def test_a_newer_or_unknown_component_is_refused_with_upgrade(current, tmp_path, change):
+    ck = dict(current)
+    ck["component_versions"] = dict(current["component_versions"])
+    if change == "newer":
+        ck["component_versions"]["optimizer"] = current["component_versions"]["optimizer"] + 1
+        ck["trainer_version"] = "9.0.0"
+        want = "component 'optimizer' is version 2, written by trainer 9.0.0; this is trainer"
+    else:
+        ck["component_versions"]["ema"] = 1
+        ck["ema"] = {"decay": 0.999}
+        want = "component 'ema' (version 1) is unknown to this trainer"
+    f = tmp_path / "run" / "checkpoints" / "last.pt"
+    f.parent.mkdir(parents=True)
+    save_with_checksum(ck, f)
+    rc, out = trainer("ckpt", "verify", f)
+    assert rc == 1 and want in out and "upgrade the trainer" in out, out
+    rc, log = trainer("--run-dir", tmp_path / "run", "--max-steps", 6)
+    assert rc == 1 and want in log and "upgrade the trainer" in log, log
+    assert sorted(p.name for p in f.parent.iterdir()) == ["last.pt"]  # nothing written over it
