@@ -117,12 +117,23 @@ int ckpt_list(const std::vector<std::string>& raw) {
 
   json out = json::array();
   std::map<std::string, std::string> by_checksum;  // the file a checksum first appeared as (last, best)
+  // last.pt, best.pt and a snapshot are often one file under three names (hard links): read it once.
+  std::map<std::pair<dev_t, ino_t>, std::pair<std::optional<CheckpointMeta>, CheckpointSummary>> verified;
   int damaged = 0;
   for (auto& r : rows) {
     json j = {{"name", r.name}, {"path", r.path}};
     try {
-      LoadedCheckpoint ck = read_checkpoint(r.path);
-      CheckpointSummary s = verify_checkpoint(ck);
+      struct stat st{};
+      const bool stated = ::stat(r.path.c_str(), &st) == 0;
+      std::pair<std::optional<CheckpointMeta>, CheckpointSummary> found;
+      if (stated && verified.count({st.st_dev, st.st_ino})) {
+        found = verified.at({st.st_dev, st.st_ino});
+      } else {
+        LoadedCheckpoint ck = read_checkpoint(r.path);
+        found = {ck.meta, verify_checkpoint(ck)};
+        if (stated) verified[{st.st_dev, st.st_ino}] = found;
+      }
+      const auto& [meta, s] = found;
       // A numbered snapshot with the bytes of last.pt or best.pt is marked as the same file.
       if (r.marks.empty() || r.marks[0] == "backup") {
         for (const char* mark : {"last", "best"})
@@ -131,7 +142,7 @@ int ckpt_list(const std::vector<std::string>& raw) {
         by_checksum[r.marks[0]] = s.checksum;
       }
       j.update({{"step", s.global_step}, {"epoch", s.epoch}, {"bytes", s.bytes}, {"checksum", s.checksum},
-                {"saved_at", ck.meta && ck.meta->saved_at > 0 ? ck.meta->saved_at : mtime_of(r.path)},
+                {"saved_at", meta && meta->saved_at > 0 ? meta->saved_at : mtime_of(r.path)},
                 {"val_loss", s.history_evals ? json(s.last_val_loss) : json(nullptr)},
                 {"val_wer", s.history_evals ? json(s.last_val_wer) : json(nullptr)},
                 {"status", "OK"}});

@@ -46,12 +46,6 @@ class AutocastGuard {
   bool enabled_;
 };
 
-std::string list_text(const std::vector<std::string>& items, const std::string& sep = "; ") {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
-  return out;
-}
-
 c10::impl::GenericList string_list(const std::vector<std::string>& v) {
   c10::impl::GenericList l(c10::AnyType::get());
   for (const auto& s : v) l.push_back(s);
@@ -129,8 +123,10 @@ void Trainer::load_data() {
   log::info("data: {} pronunciations -> train {} samples ({} words), validation {} words, test {} words ({:.1f}s)",
                entries_.size(), corpus_.train.size(), corpus_.train_words, corpus_.validation.size(),
                corpus_.test.size(), seconds_since(start));
-  // The vocabulary decides what every embedding row means: it must be the saved one.
-  if (plan_.checkpoint) check_vocabulary(StateReader(plan_.checkpoint->root, plan_.checkpoint->path)[ckpt_key::kVocabulary]);
+  // The vocabulary decides what every embedding row means: it must be the saved one (a resume
+  // checks it as it loads the components).
+  if (plan_.checkpoint && plan_.kind != ResumePlan::Kind::kResume)
+    check_vocabulary(StateReader(plan_.checkpoint->root, plan_.checkpoint->path)[ckpt_key::kVocabulary]);
 }
 
 void Trainer::check_vocabulary(const StateReader& vocab) const {
