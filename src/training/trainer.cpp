@@ -473,6 +473,7 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   // reducer's average over ranks then gives exactly the mean over all tokens of the step.
   double global_tokens = 0;
   for (int64_t i : global_batch) global_tokens += EncodedCorpus::target_tokens(data_.train[static_cast<size_t>(i)]);
+  dump_batch(mine, global_tokens);
 
   Batch batch = collate(examples, weights, device_);
   const double lr = schedule_.current_lr();
@@ -577,6 +578,28 @@ void Trainer::trace_samples(const std::vector<int64_t>& mine) {
   std::fprintf(f, "%lld %lld", static_cast<long long>(state_.epoch), static_cast<long long>(state_.global_step));
   for (int64_t i : mine) std::fprintf(f, " %lld", static_cast<long long>(i));
   std::fprintf(f, "\n");
+  std::fflush(f);
+}
+
+// Benchmark-only switch: RESUMABLE_BENCH_DUMP_BATCHES=PREFIX makes each rank append its share of
+// every step to PREFIX.rank<r>, one line per step: the global target-token count, then per example
+// "source ids;target ids" (comma-separated), tab-separated. scripts/bench-ddp replays these in its
+// Python DDP twin, so both train on the very same batches. Unset in real runs.
+void Trainer::dump_batch(const std::vector<int64_t>& mine, double global_tokens) {
+  static const char* prefix = std::getenv("RESUMABLE_BENCH_DUMP_BATCHES");
+  if (!prefix) return;
+  static std::FILE* f = std::fopen((std::string(prefix) + ".rank" + std::to_string(dist_.rank())).c_str(), "a");
+  if (!f) return;
+  std::fprintf(f, "%.0f", global_tokens);
+  for (int64_t i : mine) {
+    const EncodedExample& e = data_.train[static_cast<size_t>(i)];
+    std::string line = "\t";
+    for (size_t k = 0; k < e.source.size(); ++k) line += (k ? "," : "") + std::to_string(e.source[k]);
+    line += ";";
+    for (size_t k = 0; k < e.target.size(); ++k) line += (k ? "," : "") + std::to_string(e.target[k]);
+    std::fputs(line.c_str(), f);
+  }
+  std::fputs("\n", f);
   std::fflush(f);
 }
 

@@ -93,6 +93,7 @@ class Trainer {
   // Collective: hashes this rank's parameters and checks every rank holds the same. Returns the digest.
   std::string verify_replicas();
   void trace_samples(const std::vector<int64_t>& mine);
+  void dump_batch(const std::vector<int64_t>& mine, double global_tokens);
   void report_progress(const StepResult& r, bool force_line);
   // Appends a finished validation to the history, the log and the metrics; true on a new best.
   bool record_evaluation(const EvalResult& r);
