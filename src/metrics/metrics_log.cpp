@@ -1,9 +1,13 @@
 #include "resumable/metrics/metrics_log.h"
 
+#include <dirent.h>
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +21,32 @@ double unix_time() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+// NAME.old-<local time>[-i]: where the logs of an earlier run go, as set-aside checkpoints do.
+std::string set_aside(const std::string& path) {
+  char stamp[32];
+  std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  std::string target = path + ".old-" + stamp;
+  struct stat st{};
+  for (int i = 1; ::stat(target.c_str(), &st) == 0; ++i) target = path + ".old-" + stamp + "-" + std::to_string(i);
+  if (::rename(path.c_str(), target.c_str()) != 0)
+    throw std::runtime_error("cannot move " + path + " aside: " + std::strerror(errno));
+  return target;
+}
+
+bool has_content(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return false;
+  if (!S_ISDIR(st.st_mode)) return st.st_size > 0;
+  DIR* d = ::opendir(path.c_str());
+  if (!d) return false;
+  bool any = false;
+  while (dirent* e = ::readdir(d))
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) any = true;
+  ::closedir(d);
+  return any;
 }
 
 }  // namespace
@@ -41,20 +71,26 @@ size_t cut_metrics_after(const std::string& path, int64_t last_step) {
   return dropped;
 }
 
-MetricsLog::MetricsLog(const std::string& run_dir, int64_t start_step, const std::string& resumed_from)
+MetricsLog::MetricsLog(const std::string& run_dir, int64_t start_step, const std::string& resumed_from,
+                       bool earlier_run_set_aside)
     : jsonl_path_(run_dir + "/metrics.jsonl") {
+  const std::string tb_dir = run_dir + "/tb";
   try {
     create_directories(run_dir);
-    size_t dropped = cut_metrics_after(jsonl_path_, start_step);
-    if (dropped > 0)
+    if (earlier_run_set_aside) {
+      // Another run's logs: kept beside, as its checkpoints are.
+      for (const std::string& old : {jsonl_path_, tb_dir})
+        if (has_content(old)) log_info("metrics: moved the earlier run's " + old + " to " + set_aside(old));
+    } else if (size_t dropped = cut_metrics_after(jsonl_path_, start_step); dropped > 0) {
       log_info("metrics: dropped " + std::to_string(dropped) + " row(s) of " + jsonl_path_ +
                " logged after step " + std::to_string(start_step) + " by a run that did not save them");
+    }
   } catch (const std::exception& e) {
     log_warn("metrics: cannot prepare " + jsonl_path_ + ": " + e.what() + "; no metrics.jsonl this run");
   }
   jsonl_ = std::fopen(jsonl_path_.c_str(), "a");
   if (!jsonl_) log_warn("metrics: cannot open " + jsonl_path_ + ": " + std::strerror(errno) + "; no metrics.jsonl this run");
-  events_ = std::make_unique<EventFileWriter>(run_dir + "/tb");
+  events_ = std::make_unique<EventFileWriter>(tb_dir);
   events_->session_start(start_step + 1);
   if (!resumed_from.empty()) {
     append(nlohmann::json{{"step", start_step}, {"event", "resume"}, {"from", resumed_from}, {"time", unix_time()}}.dump());

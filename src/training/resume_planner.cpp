@@ -39,6 +39,7 @@ std::string absolute(const std::string& path) {
 struct Decision {
   ResumePlan::Kind kind = ResumePlan::Kind::kFresh;
   std::optional<LoadedCheckpoint> loaded;  // rank 0's copy
+  std::string set_aside_to;                // where an earlier run's checkpoints were moved
 };
 
 void check(const LoadedCheckpoint& ck) { verify_checkpoint(ck); }
@@ -109,7 +110,8 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation) {
     if (!cfg.force)
       throw ConfigError(manager.dir() + " already holds checkpoints: use --resume auto to continue that run, or "
                         "--force to move them aside and start over");
-    log::warn("--resume never --force: moved {} aside to {}", manager.dir(), manager.set_aside());
+    d.set_aside_to = manager.set_aside();
+    log::warn("--resume never --force: moved {} aside to {}", manager.dir(), d.set_aside_to);
     has = false;
   }
   if (from == "auto" && has) {
@@ -121,7 +123,8 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation) {
                             " damaged); to start over instead: --resume never --force");
     if (!skipped.empty()) log::warn("falling back to the newest good checkpoint: {}", good->path);
     if (interactive() && !ask_yes("Resume from " + good->path + " (" + position_text(*good) + ")?")) {
-      log::warn("not resuming: moved {} aside to {}", manager.dir(), manager.set_aside());
+      d.set_aside_to = manager.set_aside();
+      log::warn("not resuming: moved {} aside to {}", manager.dir(), d.set_aside_to);
     } else {
       d.kind = ResumePlan::Kind::kResume;
       d.loaded = std::move(good);
@@ -177,6 +180,7 @@ ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, const ResumeOp
   if (kind == kOtherErr) throw std::runtime_error(rest);
 
   if (dist.is_main() && !options.for_evaluation) {
+    plan.checkpoints_set_aside = d.set_aside_to;
     // This launch sorts after every file it could see; its saves carry the timeline's resumes.
     CheckpointManager manager(cfg.resolved_run_dir() + "/checkpoints", {});
     plan.segment = manager.highest_segment() + 1;

@@ -106,7 +106,8 @@ Trainer::Trainer(RunPlan plan, const LaunchEnv& env, Distributed& dist)
     checkpoints_.prepare();  // under the run directory's lock
     if (plan_.kind == ResumePlan::Kind::kResume) republish_best(*plan_.checkpoint);
     metrics_ = std::make_unique<MetricsLog>(run_dir_, state_.global_step,
-                                            plan_.kind == ResumePlan::Kind::kResume ? plan_.checkpoint->path : "");
+                                            plan_.kind == ResumePlan::Kind::kResume ? plan_.checkpoint->path : "",
+                                            !plan_.checkpoints_set_aside.empty());
   }
   dist_.barrier();  // nobody trains before rank 0 has prepared the checkpoint directory
 }

@@ -311,6 +311,19 @@ def test_a_resume_from_an_older_checkpoint_drops_the_steps_it_replays(run_copy):
     assert [r["step"] for r in rows if r.get("event") == "resume"] == [3]
 
 
+def test_a_new_run_over_a_set_aside_one_keeps_its_logs_beside(run_copy):
+    run(["--run-dir", run_copy, "--resume", "never", "--force", "--max-steps", 2])
+    aside = list(run_copy.glob("metrics.jsonl.old-*"))
+    assert len(aside) == 1 and len(list(run_copy.glob("checkpoints.old-*"))) == 1
+    old_rows = [json.loads(l) for l in aside[0].read_text().splitlines()]
+    assert [r["step"] for r in old_rows if "loss" in r] == list(range(1, 13))
+    rows = [json.loads(l) for l in (run_copy / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]
+    tb_aside = list(run_copy.glob("tb.old-*"))
+    assert len(tb_aside) == 1 and len(list(tb_aside[0].iterdir())) == 2 and len(list((run_copy / "tb").iterdir())) == 1
+    assert [s for s, _ in tb_scalars(run_copy / "tb")["train/loss"]] == [1, 2]
+
+
 # --- plot ------------------------------------------------------------------------------------
 
 def test_plot_works_from_the_checkpoint_alone(evaluated, tmp_path):

@@ -8,7 +8,9 @@
 //                          val/loss, val/wer, val/per, run/resumed_at_step.
 // Both continue across resumes with no step twice: on start, metrics.jsonl is cut back to the
 // steps the checkpoint holds (a killed run may have logged steps past its last save), and the new
-// event file begins with a SessionLog START that makes TensorBoard drop those steps as well.
+// event file begins with a SessionLog START that makes TensorBoard drop those steps as well. When
+// an earlier run's checkpoints were set aside (--resume never --force), its logs are moved aside
+// too (NAME.old-<time>) instead.
 // Logging never stops training: a failed write is reported once.
 #pragma once
 
@@ -29,8 +31,10 @@ struct EvalRow {
 class MetricsLog {
  public:
   // `start_step`: the step the run starts after (0 for a new run); `resumed_from`: the checkpoint
-  // resumed, empty for a new run.
-  MetricsLog(const std::string& run_dir, int64_t start_step, const std::string& resumed_from);
+  // resumed, empty for a new run; `earlier_run_set_aside`: the checkpoints in run_dir belonged to
+  // another run and were moved aside.
+  MetricsLog(const std::string& run_dir, int64_t start_step, const std::string& resumed_from,
+             bool earlier_run_set_aside = false);
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;

@@ -33,6 +33,7 @@ struct ResumePlan {
   std::unique_ptr<RunDirectoryLock> lock;
   int64_t segment = 1;                        // this launch's segment (CheckpointMeta::segment)
   std::vector<CheckpointAncestor> resumed_from;  // the timeline's resumes, this one included
+  std::string checkpoints_set_aside;             // where an earlier run's checkpoints went (a new run starts)
 };
 
 struct ResumeOptions {

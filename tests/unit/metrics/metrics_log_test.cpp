@@ -128,3 +128,47 @@ TEST(MetricsLog, ResumingCutsTheRowsBeyondTheCheckpoint) {
   EXPECT_EQ(cut_metrics_after((dir / "none.jsonl").string(), 0), 0u);
   fs::remove_all(dir);
 }
+
+TEST(MetricsLog, AStartFromScratchDropsTheStepsOfAnAttemptThatNeverSaved) {
+  fs::path dir = temp_dir();
+  {
+    MetricsLog log(dir.string(), 0, "");
+    log.step(1, 0, 2.0, 0.1, 10);  // killed before its first save
+  }
+  {
+    MetricsLog log(dir.string(), 0, "");
+    log.step(1, 0, 3.0, 0.1, 10);
+  }
+  auto rows = rows_of(dir / "metrics.jsonl");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["loss"], 3.0);
+  fs::remove_all(dir);
+}
+
+TEST(MetricsLog, ARunSetAsideKeepsItsLogsBeside) {
+  fs::path dir = temp_dir();
+  {
+    MetricsLog log(dir.string(), 0, "");
+    log.step(1, 0, 2.0, 0.1, 10);
+    log.step(2, 0, 1.0, 0.1, 10);
+  }
+  {
+    MetricsLog log(dir.string(), 0, "", /*earlier_run_set_aside=*/true);  // --resume never --force
+    log.step(1, 0, 3.0, 0.1, 10);
+  }
+  std::vector<fs::path> jsonl_aside, tb_aside;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::string name = e.path().filename().string();
+    if (name.rfind("metrics.jsonl.old-", 0) == 0) jsonl_aside.push_back(e.path());
+    if (name.rfind("tb.old-", 0) == 0) tb_aside.push_back(e.path());
+  }
+  ASSERT_EQ(jsonl_aside.size(), 1u);
+  ASSERT_EQ(tb_aside.size(), 1u);
+  EXPECT_EQ(rows_of(jsonl_aside[0]).size(), 2u);
+  EXPECT_EQ(std::distance(fs::directory_iterator(tb_aside[0]), fs::directory_iterator{}), 1);
+  auto rows = rows_of(dir / "metrics.jsonl");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["loss"], 3.0);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir / "tb"), fs::directory_iterator{}), 1);
+  fs::remove_all(dir);
+}
