@@ -77,11 +77,10 @@ c10::Device choose_device(const std::string& device, int local_rank) {
 // ============================================================================================
 
 Trainer::Trainer(RunPlan plan, const LaunchEnv& env, Distributed& dist)
-    : cfg_(plan.config),
-      env_(env),
+    : env_(env),
       dist_(dist),
-      device_(choose_device(cfg_.device, env.local_rank)),
       run_(std::move(plan)),
+      device_(choose_device(cfg_.device, env.local_rank)),
       checkpoints_(run_dir_ + "/checkpoints", {cfg_.keep_last, cfg_.keep_every}),
       save_policy_(cfg_) {
   lock_ = std::move(run_.resume.lock);

@@ -99,13 +99,13 @@ class Trainer {
   bool record_evaluation(const EvalResult& r);
   std::string data_fingerprint() const;
 
-  TrainConfig cfg_;
   const LaunchEnv& env_;
   Distributed& dist_;
-  c10::Device device_;
   RunPlan run_;
+  const TrainConfig& cfg_ = run_.config;  // resolved before the Trainer exists; never changed here
   const ResumePlan& plan_ = run_.resume;
   const std::string& run_dir_ = run_.run_dir;
+  c10::Device device_;
   std::unique_ptr<RunDirectoryLock> lock_;  // rank 0, while training
   StatefulMap components_;                  // what a checkpoint holds, by component name
 
