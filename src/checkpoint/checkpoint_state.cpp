@@ -107,6 +107,12 @@ std::string StateReader::to_string() const {
   return value_.toStringRef();
 }
 
+std::vector<std::string> StateReader::to_strings() const {
+  std::vector<std::string> out;
+  for (const auto& item : items()) out.push_back(item.to_string());
+  return out;
+}
+
 at::Tensor StateReader::to_tensor(std::optional<at::ScalarType> dtype, int64_t dims) const {
   if (!value_.isTensor()) fail("expected a tensor, found " + describe());
   at::Tensor t = value_.toTensor();

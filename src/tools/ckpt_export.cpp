@@ -75,9 +75,8 @@ int ckpt_export(const std::vector<std::string>& raw) {
   std::vector<std::string> names = model.keys();
   std::sort(names.begin(), names.end());
 
-  std::vector<std::string> graphemes, phonemes;
-  for (const auto& g : root[ckpt_key::kVocabulary]["graphemes"].items()) graphemes.push_back(g.to_string());
-  for (const auto& p : root[ckpt_key::kVocabulary]["phonemes"].items()) phonemes.push_back(p.to_string());
+  const std::vector<std::string> graphemes = root[ckpt_key::kVocabulary]["graphemes"].to_strings();
+  const std::vector<std::string> phonemes = root[ckpt_key::kVocabulary]["phonemes"].to_strings();
   ModelOptions o = model_options(cfg, Vocabulary::kNumSpecial + static_cast<int64_t>(graphemes.size()),
                                  Vocabulary::kNumSpecial + static_cast<int64_t>(phonemes.size()));
   json vocab = {

@@ -39,10 +39,8 @@ TrainConfig parse_config(const StateReader& r) {
 void check_config(const StateReader& r, CheckpointSummary&) { parse_config(r); }
 
 void check_vocabulary(const StateReader& r, CheckpointSummary& s) {
-  for (const auto& sym : r["graphemes"].items()) sym.to_string();
-  for (const auto& sym : r["phonemes"].items()) sym.to_string();
-  s.graphemes = static_cast<int64_t>(r["graphemes"].items().size());
-  s.phonemes = static_cast<int64_t>(r["phonemes"].items().size());
+  s.graphemes = static_cast<int64_t>(r["graphemes"].to_strings().size());
+  s.phonemes = static_cast<int64_t>(r["phonemes"].to_strings().size());
 }
 
 void check_data(const StateReader& r, CheckpointSummary&) {

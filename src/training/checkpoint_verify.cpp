@@ -3,22 +3,12 @@
 #include "resumable/checkpoint/checkpoint_state.h"
 
 namespace resumable {
-namespace {
-
-std::vector<std::string> symbols(const StateReader& list) {
-  std::vector<std::string> out;
-  for (const auto& s : list.items()) out.push_back(s.to_string());
-  return out;
-}
-
-}  // namespace
-
 SavedModel load_saved_model(const LoadedCheckpoint& ck) {
   StateReader root(ck.root, ck.path);
   SavedModel m;
   m.config = saved_config(ck);
-  m.graphemes = Vocabulary(symbols(root[ckpt_key::kVocabulary]["graphemes"]));
-  m.phonemes = Vocabulary(symbols(root[ckpt_key::kVocabulary]["phonemes"]));
+  m.graphemes = Vocabulary(root[ckpt_key::kVocabulary]["graphemes"].to_strings());
+  m.phonemes = Vocabulary(root[ckpt_key::kVocabulary]["phonemes"].to_strings());
   m.model = G2PTransformer(model_options(m.config, m.graphemes.size(), m.phonemes.size()));
   load_model_state_dict(*m.model, root[ckpt_key::kModel]);
   m.model->eval();

@@ -131,8 +131,7 @@ void Trainer::load_data() {
 
 void Trainer::check_vocabulary(const StateReader& vocab) const {
   for (auto [name, v] : {std::pair{"graphemes", &data_.graphemes}, std::pair{"phonemes", &data_.phonemes}}) {
-    std::vector<std::string> saved;
-    for (const auto& s : vocab[name].items()) saved.push_back(s.to_string());
+    std::vector<std::string> saved = vocab[name].to_strings();
     if (saved != v->symbols())
       vocab[name].fail("the dataset gives another vocabulary (" + std::to_string(v->symbols().size()) +
                        " symbols, saved " + std::to_string(saved.size()) + "): use the dictionary it was trained on");

@@ -35,6 +35,7 @@ class StateReader {
   double to_double() const;  // ints are accepted
   bool to_bool() const;
   std::string to_string() const;
+  std::vector<std::string> to_strings() const;  // a list of strings
   // A dense CPU tensor whose storage really holds its shape; dtype/dims checked when given.
   at::Tensor to_tensor(std::optional<at::ScalarType> dtype = std::nullopt, int64_t dims = -1) const;
 
