@@ -22,6 +22,23 @@ ModelOptions model_options(const TrainConfig& cfg, int64_t source_vocab, int64_t
   return o;
 }
 
+TokenPacking TokenPacking::of(const at::Tensor& ids) {
+  TokenPacking p;
+  p.batch = ids.size(0);
+  p.length = ids.size(1);
+  p.index = ids.reshape({-1}).ne(Vocabulary::kPad).nonzero().squeeze(1);
+  return p;
+}
+
+at::Tensor TokenPacking::pad(const at::Tensor& rows) const {
+  const int64_t c = rows.size(1);
+  return at::zeros({batch * length, c}, rows.options()).index_copy(0, index, rows).view({batch, length, c});
+}
+
+at::Tensor TokenPacking::pack(const at::Tensor& padded) const {
+  return padded.reshape({batch * length, padded.size(-1)}).index_select(0, index);
+}
+
 MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t d_model, int64_t heads) : heads_(heads) {
   q_ = register_module("q", torch::nn::Linear(d_model, d_model));
   kv_ = register_module("kv", torch::nn::Linear(d_model, 2 * d_model));
@@ -29,15 +46,21 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t d_model, int64_t heads) :
 }
 
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& memory,
-                                              const torch::Tensor& key_mask, bool causal) {
-  const int64_t b = query.size(0), tq = query.size(1), tk = memory.size(1), d = query.size(2);
+                                              const torch::Tensor& key_mask, bool causal,
+                                              const TokenPacking* query_packing, const TokenPacking* memory_packing) {
+  // Projections run on whatever rows there are; only the attention itself needs [B,T,...].
+  auto q = q_(query);
+  auto kv = kv_(memory);
+  if (query_packing) q = query_packing->pad(q);
+  if (memory_packing) kv = memory_packing->pad(kv);
+  const int64_t b = q.size(0), tq = q.size(1), tk = kv.size(1), d = q.size(2);
   const int64_t hd = d / heads_;
-  auto q = q_(query).view({b, tq, heads_, hd}).transpose(1, 2);
-  auto kv = kv_(memory).view({b, tk, 2, heads_, hd}).permute({2, 0, 3, 1, 4});
+  auto qh = q.view({b, tq, heads_, hd}).transpose(1, 2);
+  auto kvh = kv.view({b, tk, 2, heads_, hd}).permute({2, 0, 3, 1, 4});
   std::optional<torch::Tensor> mask;
   if (key_mask.defined()) mask = key_mask;
-  auto y = at::scaled_dot_product_attention(q, kv[0], kv[1], mask, 0.0, causal);
-  return out_(y.transpose(1, 2).reshape({b, tq, d}));
+  auto y = at::scaled_dot_product_attention(qh, kvh[0], kvh[1], mask, 0.0, causal).transpose(1, 2).reshape({b, tq, d});
+  return out_(query_packing ? query_packing->pack(y) : y);
 }
 
 FeedForwardImpl::FeedForwardImpl(int64_t d_model, int64_t ff_dim) {
@@ -55,9 +78,10 @@ EncoderLayerImpl::EncoderLayerImpl(const ModelOptions& o) {
   dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout));
 }
 
-torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& key_mask) {
+torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& key_mask,
+                                        const TokenPacking* packing) {
   auto h = norm1_(x);
-  auto y = x + dropout_(attention_(h, h, key_mask, false));
+  auto y = x + dropout_(attention_(h, h, key_mask, false, packing, packing));
   return y + dropout_(ff_(norm2_(y)));
 }
 
@@ -72,11 +96,12 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelOptions& o) {
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& memory,
-                                        const torch::Tensor& memory_mask) {
+                                        const torch::Tensor& memory_mask, const TokenPacking* packing,
+                                        const TokenPacking* memory_packing) {
   // Targets are padded at the end, so the causal mask alone keeps real positions off padding.
   auto h = norm1_(x);
-  auto y = x + dropout_(self_attention_(h, h, torch::Tensor(), true));
-  y = y + dropout_(cross_attention_(norm2_(y), memory, memory_mask, false));
+  auto y = x + dropout_(self_attention_(h, h, torch::Tensor(), true, packing, packing));
+  y = y + dropout_(cross_attention_(norm2_(y), memory, memory_mask, false, packing, memory_packing));
   return y + dropout_(ff_(norm3_(y)));
 }
 
@@ -116,22 +141,32 @@ torch::Tensor G2PTransformerImpl::positions(int64_t length, const torch::Device&
   return position_table_.narrow(0, 0, length).to(dtype);
 }
 
-torch::Tensor G2PTransformerImpl::embed(torch::nn::Embedding& table, const torch::Tensor& ids) {
-  auto x = table(ids) * std::sqrt(static_cast<double>(options_.d_model));
-  return dropout_(x + positions(ids.size(1), x.device(), x.scalar_type()));
+torch::Tensor G2PTransformerImpl::embed(torch::nn::Embedding& table, const torch::Tensor& ids,
+                                        const TokenPacking* packing) {
+  const double scale = std::sqrt(static_cast<double>(options_.d_model));
+  if (!packing) {
+    auto x = table(ids) * scale;
+    return dropout_(x + positions(ids.size(1), x.device(), x.scalar_type()));
+  }
+  auto x = table(ids.reshape({-1}).index_select(0, packing->index)) * scale;
+  auto pos = positions(ids.size(1), x.device(), x.scalar_type()).index_select(0, packing->index.remainder(ids.size(1)));
+  return dropout_(x + pos);
 }
 
-torch::Tensor G2PTransformerImpl::encode(const torch::Tensor& source, torch::Tensor& key_mask) {
+torch::Tensor G2PTransformerImpl::encode(const torch::Tensor& source, torch::Tensor& key_mask,
+                                         const TokenPacking* packing) {
   key_mask = source.ne(Vocabulary::kPad).view({source.size(0), 1, 1, source.size(1)});
-  auto x = embed(source_embedding_, source);
-  for (auto& layer : *encoder_) x = layer->as<EncoderLayer>()->forward(x, key_mask);
+  auto x = embed(source_embedding_, source, packing);
+  for (auto& layer : *encoder_) x = layer->as<EncoderLayer>()->forward(x, key_mask, packing);
   return encoder_norm_(x);
 }
 
 torch::Tensor G2PTransformerImpl::decode(const torch::Tensor& target_in, const torch::Tensor& memory,
-                                         const torch::Tensor& key_mask) {
-  auto y = embed(target_embedding_, target_in);
-  for (auto& layer : *decoder_) y = layer->as<DecoderLayer>()->forward(y, memory, key_mask);
+                                         const torch::Tensor& key_mask, const TokenPacking* packing,
+                                         const TokenPacking* memory_packing) {
+  auto y = embed(target_embedding_, target_in, packing);
+  for (auto& layer : *decoder_)
+    y = layer->as<DecoderLayer>()->forward(y, memory, key_mask, packing, memory_packing);
   // Output projection tied to the target embedding.
   return torch::matmul(decoder_norm_(y), target_embedding_->weight.t());
 }
@@ -140,6 +175,14 @@ torch::Tensor G2PTransformerImpl::forward(const torch::Tensor& source, const tor
   torch::Tensor key_mask;
   auto memory = encode(source, key_mask);
   return decode(target_in, memory, key_mask);
+}
+
+G2PTransformerImpl::PackedLogits G2PTransformerImpl::forward_packed(const torch::Tensor& source,
+                                                                    const torch::Tensor& target_in) {
+  TokenPacking source_packing = TokenPacking::of(source), target_packing = TokenPacking::of(target_in);
+  torch::Tensor key_mask;
+  auto memory = encode(source, key_mask, &source_packing);
+  return {decode(target_in, memory, key_mask, &target_packing, &source_packing), target_packing.index};
 }
 
 torch::Tensor G2PTransformerImpl::greedy_decode(const torch::Tensor& source, int64_t max_len) {

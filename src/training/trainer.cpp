@@ -483,14 +483,14 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   torch::Tensor loss_sum;
   {
     AutocastGuard autocast(cfg_.amp, device_.type());
-    auto logits = model_->forward(batch.source, batch.target_in).to(at::kFloat);
+    // Real tokens only: padding would cost about half the step and add nothing.
+    auto packed = model_->forward_packed(batch.source, batch.target_in);
+    auto targets = batch.target_out.reshape({-1}).index_select(0, packed.index);
     auto token_loss = torch::nn::functional::cross_entropy(
-        logits.reshape({-1, logits.size(-1)}), batch.target_out.reshape({-1}),
-        torch::nn::functional::CrossEntropyFuncOptions()
-            .ignore_index(Vocabulary::kPad)
-            .label_smoothing(cfg_.label_smoothing)
-            .reduction(torch::kNone));
-    loss_sum = (token_loss.view({batch.source.size(0), -1}).sum(1) * batch.weight).sum();
+        packed.logits.to(at::kFloat), targets,
+        torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(cfg_.label_smoothing).reduction(torch::kNone));
+    auto token_weight = batch.weight.index_select(0, packed.index.div(batch.target_in.size(1), "floor"));
+    loss_sum = (token_loss * token_weight).sum();
   }
   auto objective = scaler_.scale(loss_sum * (static_cast<double>(dist_.world_size()) / global_tokens));
   ddp_->before_backward(objective);

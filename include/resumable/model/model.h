@@ -3,6 +3,8 @@
 // embedding. Attention goes through at::scaled_dot_product_attention (fused kernels on CPU/GPU).
 // Dropout acts on embeddings and residual branches only (fairseq's defaults: no attention or
 // activation dropout); on CPU, dropout masks are a sizeable part of a step's time.
+// Training runs on packed tokens (forward_packed): a batch of words is about half padding, and
+// every layer but attention works token by token, so only attention sees the padded layout.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -31,12 +33,25 @@ struct ModelOptions {
 // The architecture a config describes, for vocabularies of the given sizes.
 ModelOptions model_options(const TrainConfig& cfg, int64_t source_vocab, int64_t target_vocab);
 
+// Where the real tokens of a padded [B,L] batch are: their flat positions b*L+t, in row-major
+// order. Rows of packed activations [N,C] follow this order.
+struct TokenPacking {
+  at::Tensor index;  // [N] int64
+  int64_t batch = 0, length = 0;
+
+  static TokenPacking of(const at::Tensor& ids);  // ids [B,L], kPad marks padding
+  at::Tensor pad(const at::Tensor& rows) const;    // [N,C] -> [B,L,C], zeros at padding
+  at::Tensor pack(const at::Tensor& padded) const; // [B,L,C] -> [N,C]
+};
+
 class MultiHeadAttentionImpl : public torch::nn::Module {
  public:
   MultiHeadAttentionImpl(int64_t d_model, int64_t heads);
   // query [B,Tq,D], memory [B,Tk,D]; key_mask [B,1,1,Tk] bool (true = attend) or undefined.
+  // With packings, query and memory are packed rows [Nq,D] and [Nk,D], and so is the result.
   torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& memory, const torch::Tensor& key_mask,
-                        bool causal);
+                        bool causal, const TokenPacking* query_packing = nullptr,
+                        const TokenPacking* memory_packing = nullptr);
 
  private:
   int64_t heads_;
@@ -57,7 +72,7 @@ TORCH_MODULE(FeedForward);
 class EncoderLayerImpl : public torch::nn::Module {
  public:
   EncoderLayerImpl(const ModelOptions& o);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_mask);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_mask, const TokenPacking* packing = nullptr);
 
  private:
   torch::nn::LayerNorm norm1_{nullptr}, norm2_{nullptr};
@@ -70,7 +85,8 @@ TORCH_MODULE(EncoderLayer);
 class DecoderLayerImpl : public torch::nn::Module {
  public:
   DecoderLayerImpl(const ModelOptions& o);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& memory, const torch::Tensor& memory_mask);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& memory, const torch::Tensor& memory_mask,
+                        const TokenPacking* packing = nullptr, const TokenPacking* memory_packing = nullptr);
 
  private:
   torch::nn::LayerNorm norm1_{nullptr}, norm2_{nullptr}, norm3_{nullptr};
@@ -86,6 +102,13 @@ class G2PTransformerImpl : public torch::nn::Module {
 
   // Teacher forcing: source [B,S], target_in [B,T] (starting with BOS) -> logits [B,T,V].
   torch::Tensor forward(const torch::Tensor& source, const torch::Tensor& target_in);
+  // Teacher forcing on real tokens only: logits [N,V] for the N non-padding positions of
+  // target_in, which are also those of target_out, in row-major order; `index` holds their flat
+  // positions b*T+t. Equal to forward() at those positions, at about half its cost.
+  struct PackedLogits {
+    torch::Tensor logits, index;
+  };
+  PackedLogits forward_packed(const torch::Tensor& source, const torch::Tensor& target_in);
   // Greedy decoding: [B,S] -> [B,L] phoneme ids, each row ending in EOS or cut at max_len.
   torch::Tensor greedy_decode(const torch::Tensor& source, int64_t max_len);
   // Beam search with `beam` hypotheses per word, ranked by length-normalized log-probability;
@@ -98,9 +121,10 @@ class G2PTransformerImpl : public torch::nn::Module {
   const ModelOptions& options() const { return options_; }
 
  private:
-  torch::Tensor embed(torch::nn::Embedding& table, const torch::Tensor& ids);
-  torch::Tensor encode(const torch::Tensor& source, torch::Tensor& key_mask);
-  torch::Tensor decode(const torch::Tensor& target_in, const torch::Tensor& memory, const torch::Tensor& key_mask);
+  torch::Tensor embed(torch::nn::Embedding& table, const torch::Tensor& ids, const TokenPacking* packing);
+  torch::Tensor encode(const torch::Tensor& source, torch::Tensor& key_mask, const TokenPacking* packing = nullptr);
+  torch::Tensor decode(const torch::Tensor& target_in, const torch::Tensor& memory, const torch::Tensor& key_mask,
+                       const TokenPacking* packing = nullptr, const TokenPacking* memory_packing = nullptr);
   torch::Tensor positions(int64_t length, const torch::Device& device, c10::ScalarType dtype);
 
   ModelOptions options_;
