@@ -318,6 +318,7 @@ LoadedCheckpoint read_checkpoint(const std::string& path) {
     return v ? std::atoi(v) : 0;
   }();
   if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  auto start = std::chrono::steady_clock::now();
   OpenFile file(path);
   std::string bytes(file.size(), '\0');
   size_t done = 0;
@@ -333,7 +334,9 @@ LoadedCheckpoint read_checkpoint(const std::string& path) {
     throw CheckpointError(path + ": changed while being read (" + std::to_string(done) + " of " +
                               std::to_string(bytes.size()) + " bytes)",
                           CheckpointError::Kind::kUnreadable);
-  return parse_checkpoint(std::move(bytes), path);
+  LoadedCheckpoint ck = parse_checkpoint(std::move(bytes), path);
+  ck.read_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return ck;
 }
 
 std::optional<CheckpointMeta> read_checkpoint_meta(const std::string& path) {

@@ -139,6 +139,8 @@ std::vector<ConfigField> make_fields() {
       field("save_timeout_s", &C::save_timeout_s, R::kControl,
             "seconds the other ranks wait for rank 0 to save a checkpoint, while it is alive (0 = no limit)",
             number_in(&C::save_timeout_s, 0, 1e7, false)),
+      field("async_save", &C::async_save, R::kControl,
+            "write periodic checkpoints in the background (the step pays only for a snapshot)", any()),
       field("bucket_mb", &C::bucket_mb, R::kControl, "DDP gradient bucket size in MiB",
             int_at_least(&C::bucket_mb, 1)),
       // checkpoints and run control

@@ -150,7 +150,7 @@ void check_history(const StateReader& r, CheckpointSummary& s) {
 const std::vector<ComponentSpec>& checkpoint_components() {
   using namespace ckpt_key;
   static const std::vector<ComponentSpec> table = {
-      {kConfig, 2, "the full resolved config (version 2 added save_timeout_s)", check_config},
+      {kConfig, 3, "the full resolved config (version 2 added save_timeout_s, 3 async_save)", check_config},
       {kVocabulary, 1, "grapheme and phoneme symbols: what each embedding row means", check_vocabulary},
       {kData, 1, "training-set size and fingerprint: a resume on other data is refused", check_data},
       {kModel, 1, "parameters and buffers by name", check_model},

@@ -1,5 +1,7 @@
 #include "resumable/training/save_policy.h"
 
+#include <string_view>
+
 namespace resumable {
 
 SavePolicy::SavePolicy(const TrainConfig& cfg)
@@ -24,5 +26,7 @@ bool SavePolicy::minutes_due() const {
 }
 
 void SavePolicy::saved() { last_save_ = std::chrono::steady_clock::now(); }
+
+bool SavePolicy::can_wait(const char* reason) { return reason && std::string_view(reason) == "periodic"; }
 
 }  // namespace resumable

@@ -111,7 +111,10 @@ Trainer::Trainer(RunPlan plan, const LaunchEnv& env, Distributed& dist)
   dist_.barrier();  // nobody trains before rank 0 has prepared the checkpoint directory
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  // A background write still running finishes: it holds the newest state (and the lock is ours).
+  if (in_flight_ && in_flight_->report.valid()) in_flight_->report.wait();
+}
 
 void Trainer::load_data() {
   auto start = Clock::now();
@@ -285,7 +288,9 @@ void Trainer::register_components() {
 void Trainer::restore(const LoadedCheckpoint& ck) {
   const TrainConfig& saved = *run_.saved_config;
   std::vector<std::string> defaults = run_.notes;  // the config's, from plan_run()
+  auto load_start = Clock::now();
   load_components(ck, components_, defaults);
+  const double load_seconds = seconds_since(load_start);
   const int64_t saved_world = StateReader(ck.root, ck.path)[ckpt_key::kWorldSize].to_int();
 
   // --- what changed since the checkpoint
@@ -315,9 +320,10 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   }
   state_.history.resumed_at_step.push_back(state_.global_step);
 
-  log::info("resumed from {} ({} bytes, {}): epoch {}, step {}, sample {}/{} of the epoch, lr {:.4g}", ck.path,
-               ck.bytes, ck.checksum, state_.epoch, state_.global_step, sampler_->state().cursor,
-               sampler_->dataset_size(), schedule_.current_lr());
+  log::info("resumed from {} ({} bytes, {}): epoch {}, step {}, sample {}/{} of the epoch, lr {:.4g}; read and "
+            "verified in {:.2f}s, loaded in {:.2f}s",
+            ck.path, ck.bytes, ck.checksum, state_.epoch, state_.global_step, sampler_->state().cursor,
+            sampler_->dataset_size(), schedule_.current_lr(), ck.read_seconds, load_seconds);
   log::info("resumed: best {} = {} (step {}); histories: {} steps, {} epochs, {} evaluations; saved by {} rank(s), now {}",
                cfg_.best_metric, state_.has_best ? fmt::format("{:.4f}", state_.best_metric) : "none",
                state_.best_step, state_.history.train_loss.size(), state_.history.epoch_train_loss.size(),
@@ -422,13 +428,36 @@ int Trainer::train_until_stop() {
     const bool stopping = ev.finished || ev.max_steps || ev.stop;
     report_progress(r, stopping || ev.epoch_ended);
 
-    if (const char* reason = save_policy_.reason(ev)) {
-      if (save_checkpoint(reason)) {
+    auto give_up = [this] {
+      log::error("stopping: {} failed save(s) in a row; the last good checkpoint is untouched",
+                 std::max<int64_t>(failed_saves_, 1));
+      return exit_code::kSaveFailed;
+    };
+    if (r.background_failed) {
+      if (!dist_.is_main()) log::warn("rank 0 could not write the checkpoint it saved in the background");
+      if (count_failed_save()) return give_up();
+    } else if (r.background_saved) {
+      failed_saves_ = 0;
+    }
+    const char* reason = save_policy_.reason(ev);
+    if (!reason && deferred_save_ && !r.save_in_flight) reason = deferred_save_;
+    // A stop or the end is written before the exit, never left to a thread.
+    const bool background = cfg_.async_save && !stopping;
+    if (reason && background && r.save_in_flight && SavePolicy::can_wait(reason)) {
+      deferred_save_ = reason;  // one at a time: the next step after the write takes the newer state
+    } else if (reason) {
+      deferred_save_ = nullptr;
+      if (r.save_in_flight) {
+        std::string earlier = drain_background_save();
+        if (earlier == "S") failed_saves_ = 0;
+        if (!earlier.empty() && earlier[0] == 'F' && count_failed_save()) return give_up();
+      }
+      if (background) {
+        start_background_save(reason);
+      } else if (save_checkpoint(reason)) {
         failed_saves_ = 0;
-      } else if (stopping || ++failed_saves_ >= cfg_.max_failed_saves) {
-        log::error("stopping: {} failed save(s) in a row; the last good checkpoint is untouched",
-                      std::max<int64_t>(failed_saves_, 1));
-        return exit_code::kSaveFailed;
+      } else if (count_failed_save() || stopping) {
+        return give_up();
       }
     }
     last_step_time_ = Clock::now();  // saves and validations do not count as step time
@@ -509,8 +538,12 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   // One small allreduce per step carries the loss for the history and the stop/save flags, so
   // all ranks take the same decisions at the same step.
   bool minutes_due = dist_.is_main() && save_policy_.minutes_due();
+  if (dist_.is_main()) poll_background_save();
+  const bool saved = unreported_save_ && *unreported_save_, failed = unreported_save_ && !*unreported_save_;
+  unreported_save_.reset();
   at::Tensor stats = at::tensor({loss_sum.item<double>(), batch.tokens, pending_stop_signal() ? 1.0 : 0.0,
-                                 minutes_due ? 1.0 : 0.0},
+                                 minutes_due ? 1.0 : 0.0, in_flight_ ? 1.0 : 0.0, saved ? 1.0 : 0.0,
+                                 failed ? 1.0 : 0.0},
                                 at::kDouble);
   dist_.all_reduce_sum(stats);
   auto s = stats.accessor<double, 1>();
@@ -520,6 +553,9 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   r.samples = static_cast<int64_t>(global_batch.size());
   r.stop_requested = s[2] > 0;
   r.minutes_due = s[3] > 0;
+  r.save_in_flight = s[4] > 0;
+  r.background_saved = s[5] > 0;
+  r.background_failed = s[6] > 0;
   return r;
 }
 
@@ -640,16 +676,18 @@ void inject_save_fault(int64_t step) {
 
 }  // namespace
 
-std::string Trainer::write_checkpoint_on_main(const char* reason, const std::string& weights) {
+std::string Trainer::write_checkpoint_on_main(const char* reason, const std::string& weights, bool background) {
   // Whatever goes wrong here is reported to every rank as this save's outcome: a rank 0 that
   // threw out of a save would leave the others waiting for it.
   // best.pt must hold the step last.pt calls best: this very state when it is a new best, else a
   // best whose own save failed (kept until published). Before the first validation there is no
   // best to keep, and best.pt follows last.pt (as Lightning's checkpoint with no metric to
   // monitor), so even a short run has a best.pt to export.
-  const bool new_best = best_unpublished_ && state_.has_best && state_.best_step == state_.global_step;
-  const bool is_best = new_best || !state_.has_best;
-  std::optional<PendingBest> built;
+  auto job = std::make_unique<SaveJob>();
+  job->reason = reason;
+  job->weights = weights;
+  job->new_best = best_unpublished_ && state_.has_best && state_.best_step == state_.global_step;
+  job->is_best = job->new_best || !state_.has_best;
   try {
     CheckpointMeta meta;
     meta.step = state_.global_step;
@@ -657,37 +695,98 @@ std::string Trainer::write_checkpoint_on_main(const char* reason, const std::str
     meta.segment = plan_.segment;
     meta.resumed_from = plan_.resumed_from;
     meta.saved_at = static_cast<int64_t>(std::time(nullptr));
-    built = PendingBest{save_components(components_, dist_.world_size()), meta};
-    inject_save_fault(state_.global_step);
-    SaveReport r = checkpoints_.save(built->state, meta, is_best, pending_best_ ? &*pending_best_ : nullptr);
+    // The state dicts are copies (on the CPU), so training may go on while they are written.
+    job->built = PendingBest{save_components(components_, dist_.world_size()), meta};
+  } catch (const std::exception& e) {
+    log::error("checkpoint not saved ({}): {}; the last good checkpoint is untouched", reason, e.what());
+    return std::string("F") + e.what();
+  }
+  if (!background) return finish_save(*job, [&] { return write_save(*job); });
+  SaveJob* j = job.get();
+  j->report = std::async(std::launch::async, [this, j] { return write_save(*j); });
+  in_flight_ = std::move(job);
+  return "B";
+}
+
+SaveReport Trainer::write_save(const SaveJob& job) {
+  inject_save_fault(job.built.meta.step);
+  // pending_best_ changes only in finish_save(), on the training thread, after this returned.
+  return checkpoints_.save(job.built.state, job.built.meta, job.is_best, pending_best_ ? &*pending_best_ : nullptr);
+}
+
+std::string Trainer::finish_save(SaveJob& job, const std::function<SaveReport()>& result) {
+  const bool background = job.report.valid();
+  const int64_t step = job.built.meta.step;
+  try {
+    SaveReport r = result();
     save_policy_.saved();
     if (r.best_published) {
-      best_unpublished_ = false;
+      // A background save's best.pt is this job's step; a newer best found meanwhile is still to come.
+      if (!state_.has_best || state_.best_step <= step) best_unpublished_ = false;
       pending_best_.reset();
-    } else if (new_best) {
-      pending_best_ = std::move(built);
+    } else if (job.new_best) {
+      pending_best_ = std::move(job.built);
     }
     std::string names;
     for (const auto& p : r.paths) names += (names.empty() ? "" : ", ") + p.substr(p.find_last_of('/') + 1);
-    log::info("saved {} ({}): step {}, {:.1f} MB in {:.2f}s as {}{}{}; weights {} identical on {} rank(s)",
-              r.paths.front(), reason, state_.global_step, r.written.bytes / 1e6, r.written.seconds, names,
+    log::info("saved {} ({}): step {}, {:.1f} MB in {:.2f}s as {}{}{}; weights {} identical on {} rank(s){}",
+              r.paths.front(), job.reason, step, r.written.bytes / 1e6, r.written.seconds, names,
               r.pruned.empty() ? "" : fmt::format(", pruned {} old snapshot(s)", r.pruned.size()),
               r.freed.empty() ? "" : fmt::format(", deleted {} old snapshot(s) first to make room on a full disk",
                                                  r.freed.size()),
-              weights, dist_.world_size());
+              job.weights, dist_.world_size(),
+              background ? fmt::format("; written in the background, training paused {:.3f}s for the snapshot",
+                                       job.paused_seconds)
+                         : fmt::format("; training paused {:.3f}s", seconds_since(save_started_)));
     for (const auto& problem : r.problems)
       log::warn("saved {}, but: {}{}", r.paths.front(), problem,
                 best_unpublished_ ? " (best.pt follows with the next save)" : "");
     return "S";
   } catch (const std::exception& e) {
-    if (new_best && built) pending_best_ = std::move(built);
-    log::error("checkpoint not saved ({}): {}; the last good checkpoint is untouched{}", reason, e.what(),
-               best_unpublished_ ? " (the new best follows with the next save)" : "");
+    if (job.new_best) pending_best_ = std::move(job.built);
+    log::error("checkpoint not saved ({}): {}; the last good checkpoint is untouched{}{}", job.reason, e.what(),
+               best_unpublished_ ? " (the new best follows with the next save)" : "",
+               background ? fmt::format(" [step {}, written in the background]", step) : "");
     return std::string("F") + e.what();
   }
 }
 
+void Trainer::start_background_save(const char* reason) {
+  save_started_ = Clock::now();
+  std::string weights = verify_replicas();
+  RngSnapshot rng = capture_rng(device_.is_cuda());
+  rng_cpu_ = dist_.all_gather(rng.cpu);
+  rng_cuda_.clear();
+  if (rng.cuda.defined()) rng_cuda_ = dist_.all_gather(rng.cuda.cpu());
+  // No one waits: a snapshot that failed is reported with the next step, like a failed write.
+  if (dist_.is_main() && write_checkpoint_on_main(reason, weights, /*background=*/true)[0] == 'F')
+    unreported_save_ = false;
+  if (in_flight_) in_flight_->paused_seconds = seconds_since(save_started_);
+}
+
+void Trainer::poll_background_save() {
+  if (!in_flight_ || in_flight_->report.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+  unreported_save_ = finish_save(*in_flight_, [this] { return in_flight_->report.get(); }) == "S";
+  in_flight_.reset();
+}
+
+std::string Trainer::drain_background_save() {
+  const auto limit = std::chrono::milliseconds(static_cast<int64_t>(cfg_.save_timeout_s * 1000));
+  std::string outcome = dist_.gather_after("finishing the checkpoint written in the background", [&]() -> std::string {
+    if (!dist_.is_main() || !in_flight_) return "";
+    std::string o = finish_save(*in_flight_, [this] { return in_flight_->report.get(); });
+    in_flight_.reset();
+    return o;
+  }, limit)[0];
+  if (!outcome.empty() && outcome[0] == 'F' && !dist_.is_main())
+    log::warn("rank 0 could not write the checkpoint it saved in the background: {}", outcome.substr(1));
+  return outcome;
+}
+
+bool Trainer::count_failed_save() { return ++failed_saves_ >= cfg_.max_failed_saves; }
+
 bool Trainer::save_checkpoint(const char* reason) {
+  save_started_ = Clock::now();
   // DDP keeps replicas identical by construction; checking it costs one hash per save.
   std::string weights = verify_replicas();
   // Collective part: every rank's RNG state, gathered to all (rank 0 keeps them).
@@ -699,7 +798,7 @@ bool Trainer::save_checkpoint(const char* reason) {
   // allows, not just for the collective timeout: a large checkpoint on a slow disk takes minutes.
   const auto limit = std::chrono::milliseconds(static_cast<int64_t>(cfg_.save_timeout_s * 1000));
   std::string outcome = dist_.gather_after("saving a checkpoint", [&]() -> std::string {
-    return dist_.is_main() ? write_checkpoint_on_main(reason, weights) : "";
+    return dist_.is_main() ? write_checkpoint_on_main(reason, weights, /*background=*/false) : "";
   }, limit)[0];
   if (outcome == "S") return true;
   if (!dist_.is_main()) log::warn("rank 0 could not save the checkpoint ({}): {}", reason, outcome.substr(1));

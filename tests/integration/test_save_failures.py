@@ -80,22 +80,27 @@ def test_a_failure_after_last_is_published_is_reported_as_such(tmp_path):
     assert load(tmp_path / CK / "last.pt")["train_state"]["global_step"] == 67
 
 
-@pytest.mark.parametrize("how", ["unparsable-name", "exception"])
+@pytest.mark.parametrize("how", ["unparsable-name", "exception", "exception-in-background"])
 def test_a_failure_on_rank_0_reaches_every_rank_at_once(tmp_path, how):
     env = {}
+    args = ["--run-dir", tmp_path, "--timeout-s", 60, "--save-every-steps", 5, "--max-steps", 10]
     if how == "unparsable-name":
         (tmp_path / CK).mkdir(parents=True)
         (tmp_path / CK / "step-99999999999999999999.pt").write_text("not ours")
     else:
         env["RESUMABLE_TEST_FAIL_SAVE"] = "5:bug"
+    if how == "exception":
+        args += ["--async-save", "false"]
     t0 = time.time()
-    code, out = run(["--run-dir", tmp_path, "--timeout-s", 60, "--save-every-steps", 5, "--max-steps", 10],
-                    launcher="mpirun", env=env, check=False)
+    code, out = run(args, launcher="mpirun", env=env, check=False)
     assert code == 0, out[-3000:]
     assert time.time() - t0 < 40, "a rank waited for the collective timeout"
     assert load(tmp_path / CK / "last.pt")["train_state"]["global_step"] == 10
     if how == "exception":
         assert "rank 0 could not save the checkpoint (periodic): injected fault" in out  # said by rank 1
+    elif how == "exception-in-background":
+        assert "checkpoint not saved (periodic): injected fault" in out
+        assert "rank 0 could not write the checkpoint it saved in the background" in out  # rank 1, next step
     else:
         assert (tmp_path / CK / "step-99999999999999999999.pt").exists()
 

@@ -79,6 +79,7 @@ struct LoadedCheckpoint {
   std::string checksum;
   size_t bytes = 0;
   std::optional<CheckpointMeta> meta;  // absent in files of trainers that predate it
+  double read_seconds = 0;             // read_checkpoint(): reading, verifying and unpickling
 };
 
 // Reads and verifies a checkpoint. Throws CheckpointError "PATH: problem" on anything wrong:

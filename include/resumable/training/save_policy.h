@@ -35,6 +35,9 @@ class SavePolicy {
   bool minutes_due() const;
   // A save finished (restarts the clock of save_every_minutes).
   void saved();
+  // Whether a save for `reason` may come a few steps late (while another is being written):
+  // periodic ones may; a new best, a stop and the end may not.
+  static bool can_wait(const char* reason);
 
  private:
   int64_t every_steps_, every_epochs_;

@@ -3,9 +3,14 @@
 //   restore -> loop { step, record, maybe validate, if due save, maybe stop } -> exit code.
 // SavePolicy decides *when* to save, the CheckpointManager *how*, and the checkpoint schema *what*:
 // each component registers one save and one load in `components_`.
+// With async_save, a save costs the training thread only its snapshot (the state dicts are CPU
+// copies already); rank 0 writes it on a background thread with the same protocol, one at a time,
+// and its outcome reaches every rank through the next step's allreduce.
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,6 +65,18 @@ class Trainer {
     int64_t samples = 0;
     bool stop_requested = false;  // a rank received a stop signal
     bool minutes_due = false;     // rank 0's clock says save_every_minutes has passed
+    // Rank 0's background save, as of this step's allreduce.
+    bool save_in_flight = false;  // still writing: a new save must wait for it
+    bool background_saved = false, background_failed = false;  // one finished since the last step
+  };
+  // Rank 0's save, from its snapshot to its outcome.
+  struct SaveJob {
+    std::string reason;
+    std::string weights;  // the replicas' digest, for the log
+    PendingBest built;    // the snapshot and its record
+    bool is_best = false, new_best = false;
+    double paused_seconds = 0;       // what the training thread paid: all of it, or the snapshot
+    std::future<SaveReport> report;  // a background write's result
   };
   struct EpochEnd {
     bool improved = false;     // validation found a new best
@@ -85,8 +102,23 @@ class Trainer {
   // by save_timeout_s and rank 0's heartbeat). Publishes best.pt as well while the best so far
   // is not in it. Returns whether last.pt now holds this step.
   bool save_checkpoint(const char* reason);
-  // Rank 0's part of a save; returns "S" (saved) or "F" + why. Never throws.
-  std::string write_checkpoint_on_main(const char* reason, const std::string& weights);
+  // Rank 0's part of a save; returns "S" (saved), "B" (snapshot taken, writing in the background)
+  // or "F" + why. Never throws.
+  std::string write_checkpoint_on_main(const char* reason, const std::string& weights, bool background);
+  // The write itself (any thread): last.pt, best.pt, snapshot, retention.
+  SaveReport write_save(const SaveJob& job);
+  // Rank 0, training thread: takes the write's result (rethrowing its error), updates best.pt's
+  // bookkeeping and logs. Returns "S" or "F" + why.
+  std::string finish_save(SaveJob& job, const std::function<SaveReport()>& result);
+  // Collective. A save of `reason` that may run in the background: snapshot now, write later.
+  void start_background_save(const char* reason);
+  // Rank 0: collects a background write that has finished, for the next step's allreduce.
+  void poll_background_save();
+  // Collective: waits for rank 0's background write; returns its outcome on every rank ("S",
+  // "F" + why, or "" when none was in flight).
+  std::string drain_background_save();
+  // Counts a failed save; true when --max-failed-saves is reached and the run must stop.
+  bool count_failed_save();
   // After a resume: best.pt must hold the step the checkpoint calls best (a save that died
   // between last.pt and best.pt, or a best that was never published, is mended here).
   void republish_best(const LoadedCheckpoint& ck);
@@ -133,6 +165,12 @@ class Trainer {
   std::chrono::steady_clock::time_point last_report_time_, last_step_time_;
   int64_t samples_since_report_ = 0;
   double samples_per_second_ = 0;
+  std::chrono::steady_clock::time_point save_started_;  // the save in progress, on the training thread
+  const char* deferred_save_ = nullptr;  // a periodic save that came due while one was in flight
+  std::optional<bool> unreported_save_;  // rank 0: a background save's outcome, for the next step
+  // Rank 0's background save, at most one. Last member: destroyed first, its destructor waits
+  // for the write, which uses the members above.
+  std::unique_ptr<SaveJob> in_flight_;
 };
 
 }  // namespace resumable
