@@ -40,12 +40,14 @@ std::string error_text(const std::exception& e) {
 }
 
 // The checksum covers records by sorted name, each as name, size and bytes, so a record that is
-// renamed, swapped, shortened or altered changes it.
+// renamed, swapped, shortened or altered changes it. New files use XXH3; files written before it
+// carry XXH64, and each is verified with the algorithm its checksum names.
 class RecordDigest {
  public:
   void add(const std::string& name, const void* data, size_t size) { records_[name] = {data, size}; }
-  std::string finish() const {
-    XXH64 h(0x7265'7375'6d61'626cULL);  // "resumabl"
+  template <class Hash>
+  std::string finish(const char* algorithm) const {
+    Hash h(0x7265'7375'6d61'626cULL);  // "resumabl"
     for (const auto& [name, rec] : records_) {
       uint64_t n = name.size(), s = rec.second;
       h.update(&n, sizeof n);
@@ -53,7 +55,14 @@ class RecordDigest {
       h.update(&s, sizeof s);
       h.update(rec.first, rec.second);
     }
-    return "xxh64:" + hex64(h.digest());
+    return std::string(algorithm) + ":" + hex64(h.digest());
+  }
+  std::string finish() const { return finish<XXH3>("xxh3"); }
+  // The digest of the algorithm `stored` names; empty when this trainer does not know it.
+  std::string finish_like(const std::string& stored) const {
+    if (stored.rfind("xxh3:", 0) == 0) return finish<XXH3>("xxh3");
+    if (stored.rfind("xxh64:", 0) == 0) return finish<XXH64>("xxh64");
+    return "";
   }
 
  private:
@@ -386,7 +395,12 @@ LoadedCheckpoint parse_checkpoint(std::string bytes, const std::string& origin, 
         records[name] = Record{std::move(data), n};
       }
     }
-    std::string actual = digest.finish();
+    std::string actual = digest.finish_like(stored);
+    if (actual.empty() && options.verify_checksum)
+      throw CheckpointError(origin + ": checksum algorithm '" + first_line(stored.substr(0, stored.find(':')).substr(0, 20)) +
+                                "' is not one this trainer knows (xxh3, xxh64): written by a newer trainer? upgrade the trainer",
+                            CheckpointError::Kind::kIncompatible);
+    if (actual.empty()) actual = digest.finish();
     if (options.verify_checksum && stored != actual)
       throw CheckpointError(origin + ": checksum mismatch (stored " + first_line(stored.substr(0, 40)) + ", contents give " +
                             actual + "): the file is damaged");

@@ -639,7 +639,7 @@ void Trainer::dump_batch(const std::vector<int64_t>& mine, double global_tokens)
 }
 
 std::string Trainer::verify_replicas() {
-  XXH64 h;
+  XXH3 h;
   for (const auto& p : model_->parameters()) {
     at::Tensor t = p.detach().to(at::kCPU).contiguous();
     h.update(t.data_ptr(), t.nbytes());
@@ -650,7 +650,7 @@ std::string Trainer::verify_replicas() {
     if (other.item<int64_t>() != static_cast<int64_t>(digest))
       throw std::runtime_error("ranks hold different weights at step " + std::to_string(state_.global_step) +
                                ": the data-parallel gradient averaging is broken");
-  return "xxh64:" + hex64(digest);
+  return "xxh3:" + hex64(digest);
 }
 
 namespace {

@@ -64,8 +64,9 @@ def checksum(records: dict) -> str:
     return "xxh64:%016x" % xxh64(bytes(buf), SEED)
 
 
-def save_with_checksum(obj, path):
-    """torch.save(obj) plus the checksum record this trainer requires."""
+def save_with_checksum(obj, path, algorithm="xxh64"):
+    """torch.save(obj) plus the checksum record this trainer requires (XXH64, which it reads
+    besides its own XXH3; another algorithm name keeps the XXH64 digest under that name)."""
     raw = io.BytesIO()
     torch.save(obj, raw)
     with zipfile.ZipFile(io.BytesIO(raw.getvalue())) as z:
@@ -74,6 +75,6 @@ def save_with_checksum(obj, path):
                    if n[len(prefix):] == "data.pkl" or n[len(prefix):].startswith("data/")}
     out = io.BytesIO(raw.getvalue())
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as z:
-        z.writestr(prefix + "checksum", checksum(records))
+        z.writestr(prefix + "checksum", checksum(records).replace("xxh64:", algorithm + ":"))
     with open(path, "wb") as f:
         f.write(out.getvalue())

@@ -1,8 +1,10 @@
 // One checkpoint file: a zip in PyTorch's own format, so `torch.load(path, weights_only=True)`
 // reads it in Python as a plain dict (tensors, numbers, strings, lists, dicts; nothing that runs
-// code). Beside PyTorch's records it holds a `checksum` record: XXH64 over the pickle and every
-// tensor record, checked before anything is unpickled, so truncation, bit flips and swapped
-// records are refused with a message naming the file.
+// code). Beside PyTorch's records it holds a `checksum` record: XXH3 over the pickle and every
+// tensor record ("xxh3:<hex>"; files written before XXH3 carry XXH64, "xxh64:<hex>", and still
+// verify), checked before anything is unpickled, so truncation, bit flips and swapped records are
+// refused with a message naming the file. An algorithm this trainer does not know is refused as
+// written by a newer trainer.
 //
 // The writer takes a finished in-memory state (CPU tensors the caller no longer mutates), so it
 // can run on a background thread while training continues.
@@ -47,7 +49,7 @@ struct CheckpointMeta {
 
 struct WrittenCheckpoint {
   size_t bytes = 0;
-  std::string checksum;  // "xxh64:<16 hex digits>"
+  std::string checksum;  // "xxh3:<16 hex digits>" ("xxh64:..." in older files)
   double seconds = 0;    // serialize + write + fsync + rename
   std::vector<std::string> published;  // names now holding it, in order (the first always)
   std::vector<std::string> problems;   // failures after the first name was in place
@@ -55,7 +57,7 @@ struct WrittenCheckpoint {
 
 struct SerializedCheckpoint {
   std::string bytes;     // the archive: what write_checkpoint() puts on disk
-  std::string checksum;  // "xxh64:<16 hex digits>"
+  std::string checksum;  // "xxh3:<16 hex digits>" ("xxh64:..." in older files)
 };
 SerializedCheckpoint serialize_checkpoint(const c10::IValue& state, const CheckpointMeta* meta = nullptr);
 // Writes `state` once and publishes it atomically under every path in `paths`, in order (the

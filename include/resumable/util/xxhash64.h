@@ -1,31 +1,46 @@
-// XXH64 (Yann Collet's xxHash, 64-bit variant): the checksum of checkpoint contents and the hash
-// behind the deterministic data split. Fast enough (GB/s) to verify every file on load.
+// xxHash (libxxhash): XXH3, the checksum of checkpoints written now (SIMD, several times faster
+// than XXH64), and XXH64, the checksum of checkpoints written before it and the hash behind the
+// deterministic data split (which must never change). A checksum names its algorithm
+// ("xxh3:<hex>", "xxh64:<hex>"), so files of either kind are verified with their own.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
+struct XXH64_state_s;
+struct XXH3_state_s;
+
 namespace resumable {
 
-// Streaming form: update() any number of times, digest() at the end (does not reset).
+// Streaming forms: update() any number of times, digest() at the end (does not reset).
 class XXH64 {
  public:
   explicit XXH64(uint64_t seed = 0);
+  ~XXH64();
   void update(const void* data, size_t size);
   uint64_t digest() const;
 
  private:
-  uint64_t v_[4];
-  uint64_t total_ = 0;
-  unsigned char buffer_[32];
-  size_t buffered_ = 0;
-  uint64_t seed_;
+  XXH64_state_s* state_;
+};
+
+class XXH3 {
+ public:
+  explicit XXH3(uint64_t seed = 0);
+  ~XXH3();
+  void update(const void* data, size_t size);
+  uint64_t digest() const;
+
+ private:
+  XXH3_state_s* state_;
 };
 
 uint64_t xxhash64(const void* data, size_t size, uint64_t seed = 0);
 inline uint64_t xxhash64(std::string_view s, uint64_t seed = 0) { return xxhash64(s.data(), s.size(), seed); }
+uint64_t xxh3(const void* data, size_t size, uint64_t seed = 0);
 std::string hex64(uint64_t v);
 
 }  // namespace resumable

@@ -32,3 +32,18 @@ TEST(XXH64, SeedAndSingleBitChangeTheHash) {
   EXPECT_NE(xxhash64(a, 1), xxhash64(a, 2));
   EXPECT_EQ(hex64(0x0123456789abcdefULL), "0123456789abcdef");
 }
+
+TEST(XXH3, KnownVectorsAndStreamingEqualsOneShot) {
+  // Reference values of XXH3_64bits (xxHash's own sanity tests).
+  EXPECT_EQ(xxh3("", 0, 0), 0x2D06800538D394C2ULL);
+  std::string data;
+  for (int i = 0; i < 5000; ++i) data.push_back(static_cast<char>(i * 37 + 11));
+  uint64_t whole = xxh3(data.data(), data.size(), 42);
+  EXPECT_NE(whole, xxhash64(data.data(), data.size(), 42));
+  for (size_t split = 0; split <= data.size(); split += 333) {
+    XXH3 h(42);
+    h.update(data.data(), split);
+    h.update(data.data() + split, data.size() - split);
+    EXPECT_EQ(h.digest(), whole) << "split at " << split;
+  }
+}
