@@ -75,3 +75,17 @@ def test_a_newer_or_unknown_component_is_refused_with_upgrade(current, tmp_path,
     rc, log = trainer("--run-dir", tmp_path / "run", "--max-steps", 6)
     assert rc == 1 and want in log and "upgrade the trainer" in log, log
     assert sorted(p.name for p in f.parent.iterdir()) == ["last.pt"]  # nothing written over it
+
+
+def test_a_checksum_algorithm_this_trainer_does_not_know_is_refused_not_skipped(current, tmp_path):
+    # A newer trainer's algorithm: stop and say so, never fall back past the file as if damaged.
+    d = tmp_path / "run" / "checkpoints"
+    d.mkdir(parents=True)
+    save_with_checksum(current, d / "step-00000002.pt")  # an older good one to fall back to
+    save_with_checksum(current, d / "last.pt", algorithm="xxh128")
+    rc, out = trainer("ckpt", "verify", d / "last.pt")
+    assert rc == 1 and "checksum algorithm 'xxh128' is not one this trainer knows" in out, out
+    assert "upgrade the trainer" in out
+    rc, log = trainer("--run-dir", tmp_path / "run", "--max-steps", 6)
+    assert rc == 1 and "checksum algorithm 'xxh128'" in log, log
+    assert sorted(p.name for p in d.iterdir()) == ["last.pt", "step-00000002.pt"]
