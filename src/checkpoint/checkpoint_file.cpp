@@ -6,6 +6,7 @@
 #include <thread>
 #include <cstring>
 #include <fcntl.h>
+#include <functional>
 #include <map>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -238,16 +239,31 @@ c10::IValue unpickle(std::map<std::string, Record>& records, uint64_t version, c
 
 }  // namespace
 
-SerializedCheckpoint serialize_checkpoint(const c10::IValue& state, const CheckpointMeta* meta) {
+namespace {
+
+// The pickle of `state` and the tensor storages it references.
+struct Pickled {
+  std::string pickle;
+  std::vector<at::Tensor> storages;
+};
+Pickled pickle_state(const c10::IValue& state) {
   // Tensors leave the pickler as storages (tensor_table = nullptr) and containers untagged, the
   // two conditions for Python's weights_only loader (libtorch-facts.md).
-  std::string pickle;
-  torch::jit::Pickler pickler([&](const char* d, size_t n) { pickle.append(d, n); }, nullptr, nullptr, nullptr,
+  Pickled out;
+  torch::jit::Pickler pickler([&](const char* d, size_t n) { out.pickle.append(d, n); }, nullptr, nullptr, nullptr,
                               nullptr, /*tag_aggregates=*/false);
   pickler.protocol();
   pickler.pushIValue(state);
   pickler.stop();
-  return detail::assemble_archive(pickle, pickler.tensorData(), meta ? detail::meta_record_text(*meta) : "");
+  out.storages = pickler.tensorData();
+  return out;
+}
+
+}  // namespace
+
+SerializedCheckpoint serialize_checkpoint(const c10::IValue& state, const CheckpointMeta* meta) {
+  Pickled p = pickle_state(state);
+  return detail::assemble_archive(p.pickle, p.storages, meta ? detail::meta_record_text(*meta) : "");
 }
 
 bool CheckpointMeta::descends_from(const std::string& checksum, const std::string& path) const {
@@ -270,30 +286,53 @@ std::string meta_record_text(const CheckpointMeta& m) {
   return text + "\n" + "xxh64:" + hex64(xxhash64(text));
 }
 
-SerializedCheckpoint assemble_archive(const std::string& pickle, const std::vector<at::Tensor>& storages,
-                                      const std::string& meta_text) {
-  std::string out;
-  caffe2::serialize::PyTorchStreamWriter writer([&](const void* d, size_t n) {
-    out.append(static_cast<const char*>(d), n);
+std::string write_archive(const std::string& pickle, const std::vector<at::Tensor>& storages,
+                          const std::string& meta_text, const std::function<void(const void*, size_t)>& sink) {
+  // The zip writer must never see a failed write: it is C underneath (no exception may cross
+  // it), and a writer that failed throws again from its destructor, which terminates. The first
+  // failure is kept, the rest of the archive goes nowhere, and the failure is thrown at the end.
+  std::exception_ptr sink_error;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* d, size_t n) -> size_t {
+    if (sink_error) return n;
+    try {
+      sink(d, n);
+    } catch (...) {
+      sink_error = std::current_exception();
+    }
     return n;
   });
   RecordDigest digest;
-  for (size_t i = 0; i < storages.size(); ++i) {
-    at::Tensor t = storages[i].device().is_cpu() ? storages[i] : storages[i].cpu();
-    std::string name = kTensorDir + std::to_string(i);
-    const void* data = t.storage().data();
-    size_t size = t.storage().nbytes();
-    writer.writeRecord(name, data, size);
-    digest.add(name, data, size);
+  try {
+    for (size_t i = 0; i < storages.size(); ++i) {
+      at::Tensor t = storages[i].device().is_cpu() ? storages[i] : storages[i].cpu();
+      std::string name = kTensorDir + std::to_string(i);
+      const void* data = t.storage().data();
+      size_t size = t.storage().nbytes();
+      writer.writeRecord(name, data, size);
+      digest.add(name, data, size);
+    }
+    writer.writeRecord(kPickle, pickle.data(), pickle.size());
+    digest.add(kPickle, pickle.data(), pickle.size());
+    std::string checksum = digest.finish();
+    writer.writeRecord(kChecksum, checksum.data(), checksum.size());
+    // Outside the main checksum (it has its own), so trainers that predate it still read the file.
+    if (!meta_text.empty()) writer.writeRecord(kMeta, meta_text.data(), meta_text.size());
+    writer.writeEndOfFile();
+    if (sink_error) std::rethrow_exception(sink_error);
+    return checksum;
+  } catch (...) {
+    if (sink_error) std::rethrow_exception(sink_error);
+    throw;
   }
-  writer.writeRecord(kPickle, pickle.data(), pickle.size());
-  digest.add(kPickle, pickle.data(), pickle.size());
-  std::string checksum = digest.finish();
-  writer.writeRecord(kChecksum, checksum.data(), checksum.size());
-  // Outside the main checksum (it has its own), so trainers that predate it still read the file.
-  if (!meta_text.empty()) writer.writeRecord(kMeta, meta_text.data(), meta_text.size());
-  writer.writeEndOfFile();
-  return {std::move(out), checksum};
+}
+
+SerializedCheckpoint assemble_archive(const std::string& pickle, const std::vector<at::Tensor>& storages,
+                                      const std::string& meta_text) {
+  SerializedCheckpoint out;
+  out.checksum = write_archive(pickle, storages, meta_text, [&](const void* d, size_t n) {
+    out.bytes.append(static_cast<const char*>(d), n);
+  });
+  return out;
 }
 
 }  // namespace detail
@@ -301,20 +340,30 @@ SerializedCheckpoint assemble_archive(const std::string& pickle, const std::vect
 WrittenCheckpoint write_checkpoint(const c10::IValue& state, const std::vector<std::string>& paths,
                                    const CheckpointMeta* meta) {
   auto start = std::chrono::steady_clock::now();
-  SerializedCheckpoint archive;
+  Pickled p;
   try {
-    archive = serialize_checkpoint(state, meta);
+    p = pickle_state(state);
   } catch (const std::exception& e) {
     throw SaveError(paths.front() + ": cannot serialize checkpoint: " + error_text(e));
   }
+  // Streamed into the file: no second copy of the tensors in memory, no buffer to grow.
   AtomicFileWriter file(paths.front());
-  file.write(archive.bytes.data(), archive.bytes.size());
+  std::string checksum;
+  try {
+    checksum = detail::write_archive(p.pickle, p.storages, meta ? detail::meta_record_text(*meta) : "",
+                                     [&](const void* d, size_t n) { file.write(d, n); });
+  } catch (const SaveError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw SaveError(paths.front() + ": cannot serialize checkpoint: " + error_text(e));
+  }
+  const size_t bytes = file.bytes_written();
   AtomicFileWriter::Published published = file.commit_as(paths);
   WrittenCheckpoint w;
   w.published = std::move(published.names);
   w.problems = std::move(published.problems);
-  w.bytes = archive.bytes.size();
-  w.checksum = archive.checksum;
+  w.bytes = bytes;
+  w.checksum = checksum;
   w.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return w;
 }

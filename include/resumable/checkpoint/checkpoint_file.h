@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -72,6 +73,10 @@ namespace detail {
 // uses it; tests use it to build hostile files.
 SerializedCheckpoint assemble_archive(const std::string& pickle, const std::vector<at::Tensor>& storages,
                                       const std::string& meta_text = "");
+// The same archive, streamed to `sink` as it is made (write_checkpoint() streams it into the
+// file); returns the checksum. An exception from `sink` is thrown again from here.
+std::string write_archive(const std::string& pickle, const std::vector<at::Tensor>& storages,
+                          const std::string& meta_text, const std::function<void(const void*, size_t)>& sink);
 std::string meta_record_text(const CheckpointMeta& meta);
 }  // namespace detail
 

@@ -211,3 +211,34 @@ TEST(CheckpointFile, ChecksumRecordIsRequired) {
 TEST(CheckpointFile, WriteToAMissingDirectoryIsASaveError) {
   EXPECT_THROW(write_checkpoint(sample_state(), {"/nonexistent-dir/ck.pt"}), SaveError);
 }
+
+TEST(CheckpointFile, AStreamThatFailsMidwayThrowsItsErrorOnce) {
+  // A disk that fills up in the middle of the archive: the sink's error comes out of the writer
+  // (which must never see it: it would throw again from its destructor and terminate).
+  const std::string pickle("\x80\x02}q\x00.", 6);
+  const std::vector<at::Tensor> storages{torch::randn({4096})};
+  std::string whole;
+  resumable::detail::write_archive(pickle, storages, "",
+                                   [&](const void* d, size_t n) { whole.append(static_cast<const char*>(d), n); });
+  ASSERT_GT(whole.size(), 16384u);
+  for (size_t limit : {size_t{0}, size_t{100}, whole.size() / 2, whole.size() - 1}) {
+    size_t written = 0;
+    int calls_after_failure = 0;
+    bool failed = false;
+    auto sink = [&](const void*, size_t n) {
+      if (failed) ++calls_after_failure;
+      if (written + n > limit) {
+        failed = true;
+        throw SaveError("ck.pt: cannot write: No space left on device", ENOSPC);
+      }
+      written += n;
+    };
+    try {
+      resumable::detail::write_archive(pickle, storages, "", sink);
+      ADD_FAILURE() << "no error at limit " << limit;
+    } catch (const SaveError& e) {
+      EXPECT_EQ(e.error_code(), ENOSPC) << e.what();
+    }
+    EXPECT_EQ(calls_after_failure, 0) << "the failed sink was called again";
+  }
+}
