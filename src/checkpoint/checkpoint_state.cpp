@@ -1,5 +1,11 @@
 #include "resumable/checkpoint/checkpoint_state.h"
 
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
 #include <nlohmann/json.hpp>
 
 namespace resumable {
@@ -152,10 +158,89 @@ void FromDict::operator()(const char* k, std::vector<int64_t>& v) {
   v.assign(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
 }
 
+namespace {
+
+size_t aligned(size_t n) { return (n + 63) / 64 * 64; }
+
+}  // namespace
+
+SnapshotArena::SnapshotArena(size_t bytes) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  size_t size = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* p = nullptr;
+  if (size == 0 || ::posix_memalign(&p, kHuge, size) != 0) return;
+  ::madvise(p, size, MADV_HUGEPAGE);  // advice only: fine if refused
+  std::memset(p, 0, size);             // every page faulted in now, not during a save
+  memory_ = std::shared_ptr<char>(static_cast<char*>(p), [](char* q) { std::free(q); });
+  capacity_ = size;
+}
+
+at::Tensor SnapshotArena::copy(const at::Tensor& t) {
+  if (!memory_ || used_ + aligned(t.nbytes()) > capacity_) return t.clone();
+  auto holder = memory_;
+  at::Tensor out = at::from_blob(memory_.get() + used_, t.sizes(), [holder](void*) {}, t.options());
+  out.copy_(t);
+  used_ += aligned(t.nbytes());
+  return out;
+}
+
+namespace {
+
+size_t tensor_bytes(const c10::IValue& v) {
+  size_t n = 0;
+  if (v.isTensor()) return aligned(v.toTensor().nbytes());
+  if (v.isGenericDict())
+    for (const auto& e : v.toGenericDict()) n += tensor_bytes(e.value());
+  if (v.isList())
+    for (const c10::IValue& e : v.toList()) n += tensor_bytes(e);
+  if (v.isTuple())
+    for (const auto& e : v.toTupleRef().elements()) n += tensor_bytes(e);
+  return n;
+}
+
+c10::IValue copy_into(const c10::IValue& v, SnapshotArena* arena) {
+  if (v.isTensor()) {
+    const at::Tensor& t = v.toTensor();
+    return arena && t.device().is_cpu() ? arena->copy(t) : t.clone();
+  }
+  if (v.isGenericDict()) {
+    auto in = v.toGenericDict();
+    c10::impl::GenericDict out(in.keyType(), in.valueType());
+    for (const auto& e : in) out.insert(e.key(), copy_into(e.value(), arena));
+    return out;
+  }
+  if (v.isList()) {
+    auto in = v.toList();
+    c10::impl::GenericList out(in.elementType());
+    for (const c10::IValue& e : in) out.push_back(copy_into(e, arena));
+    return out;
+  }
+  if (v.isTuple()) {
+    std::vector<c10::IValue> items;
+    for (const auto& e : v.toTupleRef().elements()) items.push_back(copy_into(e, arena));
+    return c10::ivalue::Tuple::create(std::move(items));
+  }
+  return v;  // numbers, strings, None: values already
+}
+
+}  // namespace
+
+size_t snapshot_bytes(const c10::IValue& state) { return tensor_bytes(state); }
+
+c10::IValue snapshot_copy(const c10::IValue& state, SnapshotArena& arena) {
+  arena.reset();
+  return copy_into(state, &arena);
+}
+
+c10::IValue snapshot_copy(const c10::IValue& state) {
+  SnapshotArena arena(tensor_bytes(state));
+  return snapshot_copy(state, arena);
+}
+
 StateDict model_state_dict(const torch::nn::Module& model) {
   StateDict d = new_state_dict();
-  for (const auto& p : model.named_parameters()) d.insert(p.key(), p.value().detach().to(at::kCPU).clone());
-  for (const auto& b : model.named_buffers()) d.insert(b.key(), b.value().detach().to(at::kCPU).clone());
+  for (const auto& p : model.named_parameters()) d.insert(p.key(), p.value().detach().to(at::kCPU));
+  for (const auto& b : model.named_buffers()) d.insert(b.key(), b.value().detach().to(at::kCPU));
   return d;
 }
 
@@ -187,9 +272,9 @@ StateDict optimizer_state_dict(torch::optim::AdamW& optimizer, const torch::nn::
     auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
     StateDict entry = new_state_dict();
     entry.insert("step", s.step());
-    entry.insert("exp_avg", s.exp_avg().detach().to(at::kCPU).clone());
-    entry.insert("exp_avg_sq", s.exp_avg_sq().detach().to(at::kCPU).clone());
-    if (s.max_exp_avg_sq().defined()) entry.insert("max_exp_avg_sq", s.max_exp_avg_sq().detach().to(at::kCPU).clone());
+    entry.insert("exp_avg", s.exp_avg().detach().to(at::kCPU));
+    entry.insert("exp_avg_sq", s.exp_avg_sq().detach().to(at::kCPU));
+    if (s.max_exp_avg_sq().defined()) entry.insert("max_exp_avg_sq", s.max_exp_avg_sq().detach().to(at::kCPU));
     state.insert(p.key(), entry);
   }
   c10::impl::GenericList groups(c10::AnyType::get());

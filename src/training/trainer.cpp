@@ -1,5 +1,8 @@
 #include "resumable/training/trainer.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -403,6 +406,13 @@ int Trainer::train_until_stop() {
   log::info("training: epoch {}/{}, step {}/{}, {} rank(s) via {}, run dir {}", state_.epoch, cfg_.epochs,
                state_.global_step, schedule_.state().total_steps, dist_.world_size(), launcher_name(env_.launcher),
                run_dir_);
+  if (dist_.is_main() && cfg_.async_save && !device_.is_cuda()) {
+    // Room for the model and AdamW's two moments, faulted in beside the first steps (once, a
+    // second or two per GB here), so that the first background save's copy costs what later ones do.
+    size_t bytes = 1 << 20;
+    for (const auto& p : model_->parameters()) bytes += 3 * p.nbytes();
+    arena_ready_ = std::async(std::launch::async, [bytes] { return std::make_shared<SnapshotArena>(bytes); });
+  }
   last_report_time_ = last_step_time_ = Clock::now();
   while (true) {
     StepResult r = train_step(sampler_->next_global_batch());
@@ -443,7 +453,9 @@ int Trainer::train_until_stop() {
     if (!reason && deferred_save_ && !r.save_in_flight) reason = deferred_save_;
     // A stop or the end is written before the exit, never left to a thread.
     const bool background = cfg_.async_save && !stopping;
-    if (reason && background && r.save_in_flight && SavePolicy::can_wait(reason)) {
+    // A snapshot that --keep-every keeps must carry its step's name: it waits for the write instead.
+    const bool kept_step = cfg_.keep_every > 0 && state_.global_step % cfg_.keep_every == 0;
+    if (reason && background && r.save_in_flight && SavePolicy::can_wait(reason) && !kept_step) {
       deferred_save_ = reason;  // one at a time: the next step after the write takes the newer state
     } else if (reason) {
       deferred_save_ = nullptr;
@@ -529,6 +541,7 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   for (auto& p : model_->parameters())
     if (p.grad().defined()) grads.push_back(p.grad());
   bool finite = scaler_.unscale(grads);
+  await_snapshot_copy();
   if (finite) {
     if (cfg_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), cfg_.grad_clip);
     optimizer_->step();
@@ -702,10 +715,53 @@ std::string Trainer::write_checkpoint_on_main(const char* reason, const std::str
     return std::string("F") + e.what();
   }
   if (!background) return finish_save(*job, [&] { return write_save(*job); });
+  // The copy of the state, too, runs on the writer thread, overlapped with the next step's forward
+  // and backward passes; the training thread waits for it only before its optimizer step.
+  auto copied = std::make_shared<std::promise<void>>();
+  job->copied = copied->get_future().share();
+  if (!snapshot_arena_ && arena_ready_.valid() &&
+      arena_ready_.wait_for(std::chrono::seconds(0)) == std::future_status::ready)
+    snapshot_arena_ = arena_ready_.get();
+  job->arena = snapshot_arena_;
   SaveJob* j = job.get();
-  j->report = std::async(std::launch::async, [this, j] { return write_save(*j); });
+  // On a GPU the state dicts are copies already (made on the CPU by the training thread).
+  j->state_is_copy = device_.is_cuda();
+  j->report = std::async(std::launch::async, [this, j, copied] {
+    try {
+      if (j->state_is_copy) {
+        copied->set_value();
+        return write_save_at_low_priority(*j);
+      }
+      const size_t need = snapshot_bytes(j->built.state);
+      if (!j->arena || !j->arena->reusable() || j->arena->capacity() < need)
+        j->arena = std::make_shared<SnapshotArena>(need + need / 8);  // room for histories to grow
+      j->built.state = snapshot_copy(j->built.state, *j->arena);
+      j->state_is_copy = true;
+    } catch (...) {
+      copied->set_value();
+      throw;
+    }
+    copied->set_value();
+    return write_save_at_low_priority(*j);
+  });
   in_flight_ = std::move(job);
   return "B";
+}
+
+void Trainer::await_snapshot_copy() {
+  if (!in_flight_ || in_flight_->copy_awaited) return;
+  auto start = Clock::now();
+  in_flight_->copied.wait();
+  in_flight_->copy_awaited = true;
+  in_flight_->paused_seconds += seconds_since(start);
+}
+
+SaveReport Trainer::write_save_at_low_priority(const SaveJob& job) {
+  // The copy is on the training thread's path (its optimizer step waits for it); the write is
+  // not, and yields the CPU to training: where every core trains (this machine's two ranks on two
+  // cores) it writes in the time they leave idle, later rather than at their cost.
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
+  return write_save(job);
 }
 
 SaveReport Trainer::write_save(const SaveJob& job) {
@@ -717,14 +773,20 @@ SaveReport Trainer::write_save(const SaveJob& job) {
 std::string Trainer::finish_save(SaveJob& job, const std::function<SaveReport()>& result) {
   const bool background = job.report.valid();
   const int64_t step = job.built.meta.step;
+  // The writer thread may change `job` until result() has returned.
+  auto keep_arena = [&] {
+    if (job.arena) snapshot_arena_ = job.arena;
+  };
   try {
     SaveReport r = result();
+    keep_arena();
     save_policy_.saved();
     if (r.best_published) {
       // A background save's best.pt is this job's step; a newer best found meanwhile is still to come.
       if (!state_.has_best || state_.best_step <= step) best_unpublished_ = false;
       pending_best_.reset();
     } else if (job.new_best) {
+      if (!job.state_is_copy) job.built.state = snapshot_copy(job.built.state);
       pending_best_ = std::move(job.built);
     }
     std::string names;
@@ -743,7 +805,12 @@ std::string Trainer::finish_save(SaveJob& job, const std::function<SaveReport()>
                 best_unpublished_ ? " (best.pt follows with the next save)" : "");
     return "S";
   } catch (const std::exception& e) {
-    if (job.new_best) pending_best_ = std::move(job.built);
+    keep_arena();
+    if (job.new_best) {
+      // Kept for the next save, so it must not alias weights that training goes on changing.
+      if (!job.state_is_copy) job.built.state = snapshot_copy(job.built.state);
+      pending_best_ = std::move(job.built);
+    }
     log::error("checkpoint not saved ({}): {}; the last good checkpoint is untouched{}{}", job.reason, e.what(),
                best_unpublished_ ? " (the new best follows with the next save)" : "",
                background ? fmt::format(" [step {}, written in the background]", step) : "");

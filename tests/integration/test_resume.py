@@ -29,9 +29,10 @@ def test_torchrun_resume_equals_uninterrupted(tmp_path, reference_run):
 @pytest.mark.parametrize("launcher,sig", [("mpirun", signal.SIGUSR1), ("torchrun", signal.SIGTERM),
                                           ("single", signal.SIGINT)])
 def test_signal_saves_agreed_step_and_resume_is_exact(tmp_path, reference_run, launcher, sig):
-    # Slow the saves a little so the signal lands mid-training, not after the end.
-    p = start(["--run-dir", tmp_path, "--save-every-steps", 10], launcher=launcher, np=2 if launcher != "single" else 1,
-              env={"RESUMABLE_TEST_WRITE_DELAY_MS": "2"})
+    # Slow synchronous saves are the brake that lands the signal mid-training, not after the end
+    # (background saves would not slow the steps).
+    p = start(["--run-dir", tmp_path, "--save-every-steps", 10, "--async-save", "false"], launcher=launcher,
+              np=2 if launcher != "single" else 1, env={"RESUMABLE_TEST_WRITE_DELAY_MS": "2"})
     wait_for_line(p, "step 20/")
     p.send_signal(sig)  # to the launcher only: it forwards to the ranks
     out, _ = p.communicate(timeout=120)
@@ -49,7 +50,9 @@ def test_signal_saves_agreed_step_and_resume_is_exact(tmp_path, reference_run, l
 
 
 def test_corrupt_last_falls_back_to_newest_good(tmp_path):
-    run(["--run-dir", tmp_path, "--max-steps", 40, "--save-every-steps", 10, "--keep-last", 5])
+    # Synchronous saves: the test needs the snapshots of exactly steps 10, 20, 30 (a background
+    # save may come a step late when the write before it is still going).
+    run(["--run-dir", tmp_path, "--max-steps", 40, "--save-every-steps", 10, "--keep-last", 5, "--async-save", "false"])
     ckdir = tmp_path / "checkpoints"
     # last.pt and step-40 are one file (hard links): damage it in place, as bit rot would.
     with open(ckdir / "last.pt", "r+b") as f:

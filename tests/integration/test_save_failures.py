@@ -29,7 +29,7 @@ def test_a_failed_new_best_save_is_published_with_the_next_save(tmp_path):
 
 
 def test_best_is_mended_after_a_save_that_died_between_last_and_best(tmp_path):
-    run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 67])
+    run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 67, "--async-save", "false"])  # step-60.pt exactly
     best, last = best_and_last(tmp_path)
     assert last["train_state"]["best_step"] == 67
     # What a writer killed between publishing last.pt and best.pt leaves: best.pt still older.
@@ -112,8 +112,8 @@ def disk_8m(tmp_path):
 
 def test_a_full_disk_frees_old_snapshots_first(disk_8m):
     # 8 MB holds two 3 MB snapshots but not a third beside them.
-    code, out = run(["--run-dir", disk_8m, "--keep-last", 2, "--save-every-steps", 5, "--max-steps", 30],
-                    check=False)
+    code, out = run(["--run-dir", disk_8m, "--keep-last", 2, "--save-every-steps", 5, "--max-steps", 30,
+                     "--async-save", "false"], check=False)  # snapshots at exactly 25 and 30
     assert code == 0, out[-3000:]
     assert "first to make room on a full disk" in out
     assert load(disk_8m / CK / "last.pt")["train_state"]["global_step"] == 30

@@ -76,6 +76,12 @@ class Trainer {
     PendingBest built;    // the snapshot and its record
     bool is_best = false, new_best = false;
     double paused_seconds = 0;       // what the training thread paid: all of it, or the snapshot
+    // Background saves: the state aliases live tensors until the writer thread has copied it;
+    // the training thread must not step the optimizer before `copied` is ready.
+    std::shared_future<void> copied;
+    bool copy_awaited = false;
+    bool state_is_copy = false;  // built.state no longer aliases live tensors
+    std::shared_ptr<SnapshotArena> arena;  // where the copy goes (the trainer keeps it for the next)
     std::future<SaveReport> report;  // a background write's result
   };
   struct EpochEnd {
@@ -107,6 +113,7 @@ class Trainer {
   std::string write_checkpoint_on_main(const char* reason, const std::string& weights, bool background);
   // The write itself (any thread): last.pt, best.pt, snapshot, retention.
   SaveReport write_save(const SaveJob& job);
+  SaveReport write_save_at_low_priority(const SaveJob& job);  // the writer thread's, at nice 19
   // Rank 0, training thread: takes the write's result (rethrowing its error), updates best.pt's
   // bookkeeping and logs. Returns "S" or "F" + why.
   std::string finish_save(SaveJob& job, const std::function<SaveReport()>& result);
@@ -114,6 +121,8 @@ class Trainer {
   void start_background_save(const char* reason);
   // Rank 0: collects a background write that has finished, for the next step's allreduce.
   void poll_background_save();
+  // Rank 0, before the optimizer changes the weights: waits until a background save has its copy.
+  void await_snapshot_copy();
   // Collective: waits for rank 0's background write; returns its outcome on every rank ("S",
   // "F" + why, or "" when none was in flight).
   std::string drain_background_save();
@@ -168,6 +177,9 @@ class Trainer {
   std::chrono::steady_clock::time_point save_started_;  // the save in progress, on the training thread
   const char* deferred_save_ = nullptr;  // a periodic save that came due while one was in flight
   std::optional<bool> unreported_save_;  // rank 0: a background save's outcome, for the next step
+  // Rank 0: the memory background saves copy into, made (and faulted in) beside the first steps.
+  std::shared_ptr<SnapshotArena> snapshot_arena_;
+  std::future<std::shared_ptr<SnapshotArena>> arena_ready_;
   // Rank 0's background save, at most one. Last member: destroyed first, its destructor waits
   // for the write, which uses the members above.
   std::unique_ptr<SaveJob> in_flight_;
