@@ -45,8 +45,11 @@ def run(args, launcher="single", np=2, env=None, timeout=240, check=True):
 def start(args, launcher="single", np=2, env=None):
     """Starts in a session of its own (so the whole job can be signalled or killed like a node loss)."""
     full_env = dict(os.environ, **(env or {}))
+    # SIGINT at its default, whoever started the tests: a shell without job control starts
+    # background commands with SIGINT ignored, and the trainer (rightly) keeps it ignored then.
     return subprocess.Popen(command(args, launcher, np), env=full_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True, stdin=subprocess.DEVNULL)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_line(proc, needle, timeout=120):
