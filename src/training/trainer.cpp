@@ -818,13 +818,20 @@ std::string Trainer::finish_save(SaveJob& job, const std::function<SaveReport()>
   }
 }
 
-void Trainer::start_background_save(const char* reason) {
+std::string Trainer::prepare_collective_save() {
   save_started_ = Clock::now();
+  // DDP keeps replicas identical by construction; checking it costs one hash per save.
   std::string weights = verify_replicas();
+  // Every rank's RNG state, gathered to all (rank 0 keeps them).
   RngSnapshot rng = capture_rng(device_.is_cuda());
   rng_cpu_ = dist_.all_gather(rng.cpu);
   rng_cuda_.clear();
   if (rng.cuda.defined()) rng_cuda_ = dist_.all_gather(rng.cuda.cpu());
+  return weights;
+}
+
+void Trainer::start_background_save(const char* reason) {
+  std::string weights = prepare_collective_save();
   // No one waits: a snapshot that failed is reported with the next step, like a failed write.
   if (dist_.is_main() && write_checkpoint_on_main(reason, weights, /*background=*/true)[0] == 'F')
     unreported_save_ = false;
@@ -853,14 +860,7 @@ std::string Trainer::drain_background_save() {
 bool Trainer::count_failed_save() { return ++failed_saves_ >= cfg_.max_failed_saves; }
 
 bool Trainer::save_checkpoint(const char* reason) {
-  save_started_ = Clock::now();
-  // DDP keeps replicas identical by construction; checking it costs one hash per save.
-  std::string weights = verify_replicas();
-  // Collective part: every rank's RNG state, gathered to all (rank 0 keeps them).
-  RngSnapshot rng = capture_rng(device_.is_cuda());
-  rng_cpu_ = dist_.all_gather(rng.cpu);
-  rng_cuda_.clear();
-  if (rng.cuda.defined()) rng_cuda_ = dist_.all_gather(rng.cuda.cpu());
+  std::string weights = prepare_collective_save();
   // Rank 0 writes; the others wait for its outcome as long as it is alive and the save limit
   // allows, not just for the collective timeout: a large checkpoint on a slow disk takes minutes.
   const auto limit = std::chrono::milliseconds(static_cast<int64_t>(cfg_.save_timeout_s * 1000));

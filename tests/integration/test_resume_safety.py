@@ -49,7 +49,7 @@ def test_a_second_job_on_a_busy_run_directory_is_refused(tmp_path):
 
 def test_resume_path_is_not_applied_again_on_a_restart(tmp_path):
     d = tmp_path / "run"
-    run(["--run-dir", d, "--save-every-steps", 10, "--max-steps", 30])
+    run(["--run-dir", d, "--save-every-steps", 10, "--max-steps", 30, "--async-save", "false"])  # snapshots at exact steps
     rollback = d / CK / "step-00000010.pt"
     flags = ["--run-dir", d, "--resume", rollback, "--save-every-steps", 5, "--keep-last", 2]
     code, out = run(flags + ["--max-steps", 25])
@@ -120,7 +120,9 @@ def test_an_unreadable_file_stops_the_run_and_touches_nothing(nobody_dir):
 # --- 13: order by what the files say ---------------------------------------------------------------
 
 def test_the_fallback_and_pruning_ignore_the_clock(tmp_path):
-    run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 30])
+    # Synchronous saves: the test needs snapshots of exactly steps 10, 20, 30 and 40.
+    sync = ["--async-save", "false"]
+    run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 30] + sync)
     ckdir = tmp_path / CK
     # A clock stepped back (or files copied without -p): the newest snapshot looks oldest.
     for step, t in ((10, 3_000_000_000), (20, 2_000_000_000), (30, 1_000_000_000)):
@@ -128,14 +130,14 @@ def test_the_fallback_and_pruning_ignore_the_clock(tmp_path):
     last = ckdir / "last.pt"
     last.unlink()
     last.write_bytes(b"PK\x03\x04 damaged")
-    code, out = run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 40])
+    code, out = run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 40] + sync)
     assert f"resumed from {ckdir}/step-00000030.pt" in out, out[-2000:]
     assert sorted(p.name for p in ckdir.glob("step-*.pt")) == ["step-00000020.pt", "step-00000030.pt",
                                                               "step-00000040.pt"]
 
 
 def test_a_rollback_is_newer_than_the_timeline_it_abandons(tmp_path):
-    run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 40])
+    run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 40, "--async-save", "false"])  # snapshots at exact steps
     ckdir = tmp_path / CK
     run(["--run-dir", tmp_path, "--resume", ckdir / "step-00000020.pt", "--save-every-steps", 5,
          "--keep-last", 3, "--max-steps", 30])

@@ -29,10 +29,10 @@ def tool(*args, check=None, stdin=None):
 @pytest.fixture(scope="module")
 def stopped_and_resumed(tmp_path_factory):
     """Tiny trained to step 6, then resumed to 12 (saves every 3 steps, 10 kept): the shape of a
-    run a user inspects."""
+    run a user inspects. Synchronous saves, so the snapshots are at exact steps."""
     d = tmp_path_factory.mktemp("tools") / "run"
-    run(["--run-dir", d, "--max-steps", 6, "--save-every-steps", 3, "--keep-last", 10])
-    run(["--run-dir", d, "--max-steps", 12, "--save-every-steps", 3, "--keep-last", 10])
+    run(["--run-dir", d, "--max-steps", 6, "--save-every-steps", 3, "--keep-last", 10, "--async-save", "false"])
+    run(["--run-dir", d, "--max-steps", 12, "--save-every-steps", 3, "--keep-last", 10, "--async-save", "false"])
     return d
 
 

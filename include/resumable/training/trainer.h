@@ -117,6 +117,9 @@ class Trainer {
   // Rank 0, training thread: takes the write's result (rethrowing its error), updates best.pt's
   // bookkeeping and logs. Returns "S" or "F" + why.
   std::string finish_save(SaveJob& job, const std::function<SaveReport()>& result);
+  // Collective, the start of every save: checks the replicas, gathers every rank's RNG state and
+  // starts the clock of the training thread's pause. Returns the weights' digest.
+  std::string prepare_collective_save();
   // Collective. A save of `reason` that may run in the background: snapshot now, write later.
   void start_background_save(const char* reason);
   // Rank 0: collects a background write that has finished, for the next step's allreduce.
