@@ -708,7 +708,8 @@ std::string Trainer::write_checkpoint_on_main(const char* reason, const std::str
     meta.segment = plan_.segment;
     meta.resumed_from = plan_.resumed_from;
     meta.saved_at = static_cast<int64_t>(std::time(nullptr));
-    // The state dicts are copies (on the CPU), so training may go on while they are written.
+    // On the CPU the state dicts alias the live tensors: a synchronous save writes them while
+    // training waits, a background one copies them first (below).
     job->built = PendingBest{save_components(components_, dist_.world_size()), meta};
   } catch (const std::exception& e) {
     log::error("checkpoint not saved ({}): {}; the last good checkpoint is untouched", reason, e.what());
@@ -728,15 +729,13 @@ std::string Trainer::write_checkpoint_on_main(const char* reason, const std::str
   j->state_is_copy = device_.is_cuda();
   j->report = std::async(std::launch::async, [this, j, copied] {
     try {
-      if (j->state_is_copy) {
-        copied->set_value();
-        return write_save_at_low_priority(*j);
+      if (!j->state_is_copy) {
+        const size_t need = snapshot_bytes(j->built.state);
+        if (!j->arena || !j->arena->reusable() || j->arena->capacity() < need)
+          j->arena = std::make_shared<SnapshotArena>(need + need / 8);  // room for histories to grow
+        j->built.state = snapshot_copy(j->built.state, *j->arena);
+        j->state_is_copy = true;
       }
-      const size_t need = snapshot_bytes(j->built.state);
-      if (!j->arena || !j->arena->reusable() || j->arena->capacity() < need)
-        j->arena = std::make_shared<SnapshotArena>(need + need / 8);  // room for histories to grow
-      j->built.state = snapshot_copy(j->built.state, *j->arena);
-      j->state_is_copy = true;
     } catch (...) {
       copied->set_value();
       throw;

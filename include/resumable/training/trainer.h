@@ -3,9 +3,10 @@
 //   restore -> loop { step, record, maybe validate, if due save, maybe stop } -> exit code.
 // SavePolicy decides *when* to save, the CheckpointManager *how*, and the checkpoint schema *what*:
 // each component registers one save and one load in `components_`.
-// With async_save, a save costs the training thread only its snapshot (the state dicts are CPU
-// copies already); rank 0 writes it on a background thread with the same protocol, one at a time,
-// and its outcome reaches every rank through the next step's allreduce.
+// With async_save, a save costs the training thread only its snapshot (state dicts aliasing the
+// live tensors); rank 0's writer thread copies them before the next optimizer step and writes them
+// with the same protocol, one at a time, and the outcome reaches every rank through the next
+// step's allreduce.
 #pragma once
 
 #include <chrono>
