@@ -5,7 +5,7 @@ Same architecture as src/model/model.cpp (pre-norm Transformer encoder-decoder, 
 projections, scaled-dot-product attention, GELU feed-forward, scaled embeddings plus sinusoidal
 positions, output tied to the target embedding, the same initialization), the same loss (token
 cross-entropy with label smoothing, normalized by the global token count), AdamW with the same
-hyper-parameters, gradient clipping, DDP over gloo with the same bucket size, the same threads,
+hyper-parameters, gradient clipping, DDP over gloo (NCCL on GPUs) with the same bucket size, the same threads,
 one small allreduce per step for the logged loss (as trainer does), and the very same batches:
 each rank replays what `trainer` fed it (RESUMABLE_BENCH_DUMP_BATCHES).
 
@@ -160,14 +160,19 @@ def main():
     p.add_argument("--parameters", type=int, required=True, help="trainer's parameter count: the twin must match it")
     args = p.parse_args()
     c = json.load(open(args.config))
-    dist.init_process_group("gloo")
+    # As trainer: a GPU per rank (its local rank) with NCCL when the config asks for CUDA, else gloo.
+    cuda = c["device"] == "cuda" or (c["device"] == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     threads = c["threads"] if c["threads"] > 0 else max(1, os.cpu_count() // int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     torch.set_num_threads(threads)
     torch.manual_seed(c["seed"])
     batches = read_batches(f"{args.batches}.rank{rank}")[: args.steps]
     assert len(batches) >= args.steps, f"only {len(batches)} dumped steps"
-    model = G2PTransformer(c, args.source_vocab, args.target_vocab)
+    model = G2PTransformer(c, args.source_vocab, args.target_vocab).to(device)
     mine = sum(p.numel() for p in model.parameters())
     assert mine == args.parameters, f"the twin has {mine} parameters, trainer {args.parameters}: not the same model"
     ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=c["bucket_mb"])
@@ -175,26 +180,34 @@ def main():
                             eps=c["adam_eps"], weight_decay=c["weight_decay"])
     autocast = c["amp"] in ("bf16", "fp16")
     dtype = torch.bfloat16 if c["amp"] == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=c["amp"] == "fp16")
     ddp.train()
     start = None
     for step, (global_tokens, examples) in enumerate(batches, 1):
         if step == args.warmup + 1:
             dist.barrier()
+            if cuda:
+                torch.cuda.synchronize()
             start = time.perf_counter()
-        src, tin, tout = collate(examples)
+        src, tin, tout = (t.to(device, non_blocking=True) for t in collate(examples))
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=dtype, enabled=autocast):
+        with torch.autocast(device.type, dtype=dtype, enabled=autocast):
             logits = ddp(src, tin).float()
         token_loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tout.reshape(-1), ignore_index=PAD,
                                      label_smoothing=c["label_smoothing"], reduction="none")
         loss_sum = token_loss.sum()
-        (loss_sum * (world / global_tokens)).backward()
+        scaler.scale(loss_sum * (world / global_tokens)).backward()
+        scaler.unscale_(opt)
         if c["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), c["grad_clip"])
-        opt.step()
-        stats = torch.tensor([loss_sum.item(), float(sum(len(e[1]) + 1 for e in examples)), 0.0, 0.0], dtype=torch.float64)
+        scaler.step(opt)
+        scaler.update()
+        stats = torch.tensor([loss_sum.item(), float(sum(len(e[1]) + 1 for e in examples)), 0.0, 0.0],
+                             dtype=torch.float64, device=device)
         dist.all_reduce(stats)
     dist.barrier()
+    if cuda:
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     samples = (args.steps - args.warmup) * c["batch_size"]
     if rank == 0:

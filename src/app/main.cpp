@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
+#include <ATen/Context.h>
+#include <torch/csrc/autograd/anomaly_mode.h>
 #include <torch/version.h>
 
 #include "resumable/tools/ckpt_command.h"
@@ -73,6 +75,23 @@ void set_threads(const TrainConfig& cfg, const LaunchEnv& env) {
   at::set_num_threads(threads);
 }
 
+// --debug: the mode for chasing a bug on one GPU (or the CPU), as Lightning's detect_anomaly and
+// deterministic flags. Deterministic kernels (cuBLAS needs its workspace fixed before its first
+// call; ops without a deterministic implementation warn instead of failing), autograd anomaly
+// detection (NaN/Inf in a backward names the forward op); apply_overrides() sets the config part (a
+// small evaluation, saves in the training thread, frequent progress lines). Slow: not for real runs.
+void enter_debug_mode(const TrainConfig& cfg, const LaunchEnv& env) {
+  ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+  at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+  at::globalContext().setDeterministicCuDNN(true);
+  at::globalContext().setBenchmarkCuDNN(false);
+  torch::autograd::AnomalyMode::set_enabled(true);
+  log::warn("debug mode: deterministic algorithms, autograd anomaly detection, evaluation on {} words, saves in the "
+            "training thread (slow; not for real runs){}",
+            cfg.eval_limit,
+            env.world_size > 1 ? fmt::format("; meant for one process, running {} ranks", env.world_size) : "");
+}
+
 int run(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "ckpt") return run_ckpt_command(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "predict") return run_predict_command(argc - 1, argv + 1);
@@ -93,16 +112,20 @@ int run(int argc, char** argv) {
   }
   LaunchEnv env = detect_launch_env(process_env());
   init_logging(env.rank, env.world_size);
+  if (cli.debug) enter_debug_mode(cfg, env);
   set_cpu_kernels(cfg);
   set_threads(cfg, env);
 
   DistributedOptions options;
   options.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.timeout_s * 1000));
-  options.nccl = choose_device(cfg.device, env.local_rank).is_cuda();
-  options.cuda_device = env.local_rank;
+  const c10::Device device = choose_device(cfg.device, env);
+  options.nccl = device.is_cuda();
+  options.cuda_device = device.is_cuda() ? device.index() : 0;
   auto dist = Distributed::connect(env, options);
-  log::info("joined {} rank(s) via {} (local rank {}/{}), {} thread(s) per rank", env.world_size,
-               launcher_name(env.launcher), env.local_rank, env.local_world_size, at::get_num_threads());
+  log::info("joined {} rank(s) via {} (local rank {}/{}) on {}, {} thread(s) per rank; process group {}, "
+            "collective timeout {:g}s",
+            env.world_size, launcher_name(env.launcher), env.local_rank, env.local_world_size, device.str(),
+            at::get_num_threads(), options.nccl ? "gloo (CPU) + NCCL (CUDA)" : "gloo", cfg.timeout_s);
 
   Trainer trainer(plan_run(cfg, cli, *dist), env, *dist);
   stop_signals_become_requests();  // the loop and the evaluator poll them from here on

@@ -1,5 +1,7 @@
 #include "resumable/config/cli.h"
 
+#include <algorithm>
+
 #include <cxxopts.hpp>
 
 namespace resumable {
@@ -21,6 +23,8 @@ cxxopts::Options make_options() {
   o.add_options("general")
       ("config", "JSON config file (default: the embedded defaults)", cxxopts::value<std::string>())
       ("eval", "evaluate a checkpoint (--resume PATH, else best.pt/last.pt of the run) on the test split")
+      ("debug", "debugging run (one process, no launcher needed): deterministic algorithms, autograd anomaly "
+                "detection, evaluation on 256 words, saves in the training thread, a progress line every 10 steps")
       ("print-config", "print the resolved config as JSON and exit")
       ("h,help", "show this help")
       ("version", "print the trainer version");
@@ -83,6 +87,7 @@ CliArgs parse_cli(int argc, const char* const* argv) {
     args.version = result.count("version") > 0;
     args.eval = result.count("eval") > 0;
     args.print_config = result.count("print-config") > 0;
+    args.debug = result.count("debug") > 0;
     if (result.count("config")) args.config_path = result["config"].as<std::string>();
     for (const auto& kv : result.arguments()) {
       for (const auto& f : config_fields())
@@ -98,6 +103,13 @@ CliArgs parse_cli(int argc, const char* const* argv) {
 
 TrainConfig apply_overrides(TrainConfig cfg, const CliArgs& args) {
   for (const auto& [name, text] : args.overrides) set_field_from_string(cfg, name, text, "command line");
+  if (args.debug) {
+    // What --debug changes in the config (main.cpp sets the rest): a small evaluation, saves in
+    // the training thread, frequent progress lines.
+    if (cfg.eval_limit == 0 || cfg.eval_limit > 256) cfg.eval_limit = 256;
+    cfg.async_save = false;
+    cfg.log_every_steps = std::min<int64_t>(cfg.log_every_steps, 10);
+  }
   validate(cfg, args.config_path ? *args.config_path + " + command line" : "command line");
   return cfg;
 }

@@ -115,6 +115,16 @@ LaunchEnv detect_launch_env(const EnvMap& env) {
   return e;
 }
 
+int cuda_device_index(const LaunchEnv& env, int device_count) {
+  if (device_count <= 0) throw std::runtime_error("no CUDA device is visible (check CUDA_VISIBLE_DEVICES, or use --device cpu)");
+  if (env.local_world_size > device_count)
+    throw std::runtime_error(std::to_string(env.local_world_size) + " ranks on this node but " +
+                             std::to_string(device_count) +
+                             " visible CUDA device(s): NCCL needs a GPU per rank (start one rank per GPU, or use "
+                             "--device cpu)");
+  return env.local_rank;
+}
+
 std::string host_name() {
   char buf[256] = {0};
   if (::gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";

@@ -65,12 +65,17 @@ std::string format_duration(double seconds) {
 
 }  // namespace
 
-c10::Device choose_device(const std::string& device, int local_rank) {
+c10::Device choose_device(const std::string& device, const LaunchEnv& env) {
   bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());
   if (!cuda) return c10::Device(c10::kCPU);
   if (!torch::cuda::is_available()) throw ConfigError("--device cuda: no CUDA device is available on this machine");
-  int count = static_cast<int>(torch::cuda::device_count());
-  c10::Device d(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
+  int index = 0;
+  try {
+    index = cuda_device_index(env, static_cast<int>(torch::cuda::device_count()));
+  } catch (const std::runtime_error& e) {
+    throw ConfigError(std::string("--device cuda: ") + e.what());
+  }
+  c10::Device d(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
   c10::impl::VirtualGuardImpl(c10::kCUDA).setDevice(d);
   return d;
 }
@@ -83,7 +88,7 @@ Trainer::Trainer(RunPlan plan, const LaunchEnv& env, Distributed& dist)
     : env_(env),
       dist_(dist),
       run_(std::move(plan)),
-      device_(choose_device(cfg_.device, env.local_rank)),
+      device_(choose_device(cfg_.device, env)),
       checkpoints_(run_dir_ + "/checkpoints", {cfg_.keep_last, cfg_.keep_every}),
       save_policy_(cfg_) {
   lock_ = std::move(run_.resume.lock);
@@ -279,8 +284,15 @@ void Trainer::register_components() {
                          if (dist_.rank() < static_cast<int>(cpu.size())) {
                            RngSnapshot snap;
                            snap.cpu = cpu[dist_.rank()].to_tensor(at::kByte, 1).clone();
-                           if (device_.is_cuda() && dist_.rank() < static_cast<int>(cuda.size()))
+                           if (device_.is_cuda() && dist_.rank() < static_cast<int>(cuda.size())) {
                              snap.cuda = cuda[dist_.rank()].to_tensor(at::kByte, 1).clone();
+                           } else if (device_.is_cuda()) {
+                             // Saved on the CPU: the GPU's dropout stream cannot continue, so it
+                             // starts a fresh one that depends on the step, not the run's first.
+                             seed_rng(cfg_.seed + 7919 * state_.global_step, dist_.rank(), /*cuda=*/true);
+                             log::info("the checkpoint holds no CUDA RNG state for rank {} (saved on the CPU): "
+                                       "dropout on the GPU continues from a fresh stream", dist_.rank());
+                           }
                            restore_rng(snap);
                          } else {
                            seed_rng(cfg_.seed + 7919 * state_.global_step, dist_.rank(), device_.is_cuda());
@@ -322,11 +334,14 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
                     fmt::format("{:.3g}", schedule_.current_lr()) + " at step " + std::to_string(state_.global_step));
   }
   state_.history.resumed_at_step.push_back(state_.global_step);
+  // The digest a save logs for its weights, now of the weights loaded here (on this device): equal
+  // digests prove the load bit-exact, also across devices, and every rank must hold the same.
+  const std::string weights = verify_replicas();
 
   log::info("resumed from {} ({} bytes, {}): epoch {}, step {}, sample {}/{} of the epoch, lr {:.4g}; read and "
-            "verified in {:.2f}s, loaded in {:.2f}s",
+            "verified in {:.2f}s, loaded in {:.2f}s; weights {} on {}",
             ck.path, ck.bytes, ck.checksum, state_.epoch, state_.global_step, sampler_->state().cursor,
-            sampler_->dataset_size(), schedule_.current_lr(), ck.read_seconds, load_seconds);
+            sampler_->dataset_size(), schedule_.current_lr(), ck.read_seconds, load_seconds, weights, device_.str());
   log::info("resumed: best {} = {} (step {}); histories: {} steps, {} epochs, {} evaluations; saved by {} rank(s), now {}",
                cfg_.best_metric, state_.has_best ? fmt::format("{:.4f}", state_.best_metric) : "none",
                state_.best_step, state_.history.train_loss.size(), state_.history.epoch_train_loss.size(),

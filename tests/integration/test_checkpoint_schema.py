@@ -89,3 +89,34 @@ def test_a_checksum_algorithm_this_trainer_does_not_know_is_refused_not_skipped(
     rc, log = trainer("--run-dir", tmp_path / "run", "--max-steps", 6)
     assert rc == 1 and "checksum algorithm 'xxh128'" in log, log
     assert sorted(p.name for p in d.iterdir()) == ["last.pt", "step-00000002.pt"]
+
+
+def test_a_checkpoint_whose_tensors_were_on_a_gpu_loads_on_the_cpu(current, tmp_path, monkeypatch):
+    # What torch.save writes for CUDA tensors: storages located "cuda:0". The trainer maps every
+    # storage to the CPU as it reads, then moves it to its own device (map_location="cpu").
+    import torch.serialization
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+    d = tmp_path / "gpu" / "checkpoints"
+    d.mkdir(parents=True)
+    ck = dict(current)
+    # A GPU run also saves each rank's CUDA generator (16 bytes: seed and offset); the CPU ignores it.
+    ck["rng"] = {"cpu": current["rng"]["cpu"], "cuda": [torch.arange(16, dtype=torch.uint8)]}
+    save_with_checksum(ck, d / "last.pt")
+    monkeypatch.undo()
+    with open(d / "last.pt", "rb") as f:
+        assert b"cuda:0" in f.read(), "the file does not say its tensors were on a GPU"
+    rc, out = trainer("ckpt", "verify", d / "last.pt")
+    assert rc == 0 and out.startswith("OK"), out
+    rc, log = trainer("--run-dir", tmp_path / "gpu", "--device", "cpu", "--max-steps", 5)
+    assert rc == 0 and "resumed from" in log and "on cpu" in log, log
+    resumed = load(d / "last.pt")
+    assert resumed["train_state"]["global_step"] == 5
+
+
+def test_a_cuda_rng_state_of_the_wrong_type_is_refused(current, tmp_path):
+    ck = dict(current)
+    ck["rng"] = {"cpu": current["rng"]["cpu"], "cuda": [torch.zeros(4, dtype=torch.float32)]}
+    f = tmp_path / "last.pt"
+    save_with_checksum(ck, f)
+    rc, out = trainer("ckpt", "verify", f)
+    assert rc == 1 and "rng.cuda" in out, out

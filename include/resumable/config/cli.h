@@ -1,4 +1,4 @@
-// The command line: `trainer [--config FILE] [--KEY VALUE ...] [--eval] [--print-config]`.
+// The command line: `trainer [--config FILE] [--KEY VALUE ...] [--eval] [--debug] [--print-config]`.
 // Every config key is a flag (generated from the config field table); parsing only collects the
 // overrides, so they can be applied over whichever base config the run ends up using (a file, the
 // embedded defaults, or the config saved in the checkpoint being resumed).
@@ -18,6 +18,7 @@ struct CliArgs {
   std::vector<std::pair<std::string, std::string>> overrides;  // (field name, text), in order
   bool eval = false;          // --eval: report metrics of a checkpoint on the test split
   bool print_config = false;  // --print-config: print the resolved config as JSON and exit
+  bool debug = false;         // --debug: deterministic kernels, anomaly detection, small eval
   bool help = false;
   bool version = false;
 
@@ -28,7 +29,8 @@ struct CliArgs {
 CliArgs parse_cli(int argc, const char* const* argv);
 std::string cli_help_text();
 
-// Base config (file or defaults) with the command-line overrides applied, then validated.
+// Base config (file or defaults) with the command-line overrides (and --debug's settings) applied,
+// then validated.
 TrainConfig apply_overrides(TrainConfig base, const CliArgs& args);
 
 }  // namespace resumable

@@ -32,4 +32,9 @@ std::string host_name();
 // Throws std::runtime_error naming the variable when one is malformed.
 LaunchEnv detect_launch_env(const EnvMap& env);
 
+// The GPU of this rank among `device_count` visible ones: its local rank (as torchrun's
+// LOCAL_RANK, OpenMPI's local rank or SLURM_LOCALID). Throws std::runtime_error when there are more
+// ranks on this node than GPUs, since NCCL refuses two ranks on one device.
+int cuda_device_index(const LaunchEnv& env, int device_count);
+
 }  // namespace resumable

@@ -44,7 +44,7 @@ namespace resumable {
 class Distributed;
 
 // The device a rank trains on: --device auto picks this rank's GPU when CUDA is available.
-c10::Device choose_device(const std::string& device, int local_rank);
+c10::Device choose_device(const std::string& device, const LaunchEnv& env);
 
 class Trainer {
  public:

@@ -80,3 +80,20 @@ TEST(Cli, HelpListsTheTools) {
   for (const char* tool : {"ckpt list", "info", "verify", "diff", "clean", "backup", "export", "trainer predict"})
     EXPECT_NE(help.find(tool), std::string::npos) << tool;
 }
+
+TEST(Cli, DebugMakesEvaluationSmallAndSavesSynchronous) {
+  CliArgs a = parse({"--debug"});
+  EXPECT_TRUE(a.debug);
+  TrainConfig c = apply_overrides(TrainConfig{}, a);
+  EXPECT_EQ(c.eval_limit, 256);
+  EXPECT_FALSE(c.async_save);
+  EXPECT_EQ(c.log_every_steps, 10);
+  // A smaller evaluation the user asked for stays; so does the config without --debug.
+  TrainConfig d = apply_overrides(TrainConfig{}, parse({"--debug", "--eval-limit", "100", "--log-every-steps", "5"}));
+  EXPECT_EQ(d.eval_limit, 100);
+  EXPECT_EQ(d.log_every_steps, 5);
+  TrainConfig plain = apply_overrides(TrainConfig{}, parse({}));
+  EXPECT_FALSE(parse({}).debug);
+  EXPECT_EQ(plain.eval_limit, 0);
+  EXPECT_TRUE(plain.async_save);
+}

@@ -79,3 +79,26 @@ TEST(LaunchEnv, MalformedValuesNameTheVariable) {
                std::runtime_error);
   EXPECT_THROW(detect_launch_env({{"RANK", "0"}, {"WORLD_SIZE", "2"}}), std::runtime_error);  // no MASTER_ADDR
 }
+
+TEST(LaunchEnv, CudaDeviceIsTheLocalRank) {
+  LaunchEnv e = detect_launch_env({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "4"},
+                                   {"MASTER_ADDR", "n1"}, {"MASTER_PORT", "29500"}});
+  EXPECT_EQ(cuda_device_index(e, 4), 1);
+  EXPECT_EQ(cuda_device_index(e, 8), 1);
+  LaunchEnv mpi = detect_launch_env({{"OMPI_COMM_WORLD_RANK", "3"}, {"OMPI_COMM_WORLD_SIZE", "4"},
+                                     {"OMPI_COMM_WORLD_LOCAL_RANK", "3"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"}});
+  EXPECT_EQ(cuda_device_index(mpi, 4), 3);
+  EXPECT_EQ(cuda_device_index(LaunchEnv{}, 1), 0);
+}
+
+TEST(LaunchEnv, MoreLocalRanksThanGpusIsRefused) {
+  LaunchEnv e = detect_launch_env({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
+                                   {"MASTER_ADDR", "n1"}, {"MASTER_PORT", "29500"}});
+  try {
+    cuda_device_index(e, 1);
+    FAIL() << "two ranks on one GPU were accepted";
+  } catch (const std::runtime_error& err) {
+    EXPECT_NE(std::string(err.what()).find("2 ranks on this node but 1 visible CUDA device"), std::string::npos) << err.what();
+  }
+  EXPECT_THROW(cuda_device_index(LaunchEnv{}, 0), std::runtime_error);
+}

@@ -1,0 +1,357 @@
+"""The checks of scripts/gpu-check, run against a built trainer on one GPU (or, with --cpu-dry-run,
+on the CPU with tiny sizes, to test this script on a machine without a GPU).
+
+Order: the throughput bench first (it must have the GPU to itself), then the quality run of
+configs/gpu.json with checks 1-5 beside it (small runs of configs/tiny.json), then the quality
+run's test evaluation. Every run's output is kept under /tmp/gpu-check/logs; each check ends in one
+line "gpu-check: N NAME: PASS|FAIL ...", and the seven lines are repeated together at the end.
+"""
+import argparse
+import concurrent.futures
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+WORK = "/tmp/gpu-check"
+_print_lock = threading.Lock()
+
+
+def say(text):
+    with _print_lock:
+        print(f"gpu-check: {text}", flush=True)
+
+
+class Runner:
+    def __init__(self, trainer, python, device, dry, seconds):
+        self.trainer = os.path.abspath(trainer)
+        self.python = python
+        self.device = device
+        self.dry = dry
+        self.deadline = time.monotonic() + seconds
+        self.t0 = time.monotonic()
+
+    def left(self):
+        return self.deadline - time.monotonic()
+
+    def run(self, name, argv, env=None, timeout=300, trainer=True):
+        """Runs trainer (or any command), logs to WORK/logs/NAME.log; returns (rc, output, seconds)."""
+        cmd = ([self.trainer] if trainer else []) + [str(a) for a in argv]
+        e = {k: v for k, v in os.environ.items()
+             if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+        e.update(env or {})
+        start = time.monotonic()
+        try:
+            p = subprocess.run(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               timeout=max(5, min(timeout, self.left())))
+            rc, out = p.returncode, p.stdout
+        except subprocess.TimeoutExpired as t:
+            rc, out = 124, (t.stdout.decode() if isinstance(t.stdout, bytes) else (t.stdout or "")) + "\n[timed out]"
+        seconds = time.monotonic() - start
+        with open(f"{WORK}/logs/{name}.log", "w") as f:
+            f.write(f"$ {' '.join(cmd)}\n# exit {rc} after {seconds:.1f}s\n{out}")
+        return rc, out, seconds
+
+    def tiny(self, run_dir, *extra):
+        return ["--config", "configs/tiny.json", "--device", self.device, "--run-dir", f"{WORK}/{run_dir}", *extra]
+
+
+def load(path):
+    import torch
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def compare_runs(a_path, b_path):
+    """Model parameters of two checkpoints: identical, or the largest difference."""
+    import torch
+    a, b = load(a_path), load(b_path)
+    worst, differing = 0.0, 0
+    for k in a["model"]:
+        x, y = a["model"][k], b["model"][k]
+        if not torch.equal(x, y):
+            differing += 1
+            worst = max(worst, (x.double() - y.double()).abs().max().item())
+    same_loss = torch.equal(a["history"]["train_loss"], b["history"]["train_loss"])
+    return {"identical": differing == 0, "tensors": len(a["model"]), "differing": differing, "max_abs": worst,
+            "same_loss_history": same_loss, "final_loss": (a["history"]["train_loss"][-1].item(),
+                                                          b["history"]["train_loss"][-1].item()),
+            "scaler": (a.get("loss_scaler"), b.get("loss_scaler")), "step": a["train_state"]["global_step"]}
+
+
+# --------------------------------------------------------------------------------------------
+# The checks. Each returns (ok, text).
+
+def check_cuda_single(r):
+    rc, out, sec = r.run("1-train", r.tiny("c1", "--resume", "never"))
+    on_device = f"on {'cuda:0' if r.device == 'cuda' else 'cpu'}" in out
+    files = sorted(glob.glob(f"{WORK}/c1/checkpoints/*.pt"))
+    rc2, out2, _ = r.run("1-verify", ["ckpt", "verify", *files])
+    steps = re.findall(r"done: step (\d+)", out)
+    verified = len(re.findall(r"^OK ", out2, re.M))
+    ok = rc == 0 and rc2 == 0 and on_device and verified >= 2
+    return ok, (f"tiny trained to step {steps[-1] if steps else '?'} on {r.device} in {sec:.1f}s (exit {rc}), "
+                f"ckpt verify: {verified} file(s) OK (exit {rc2})")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_nccl(r):
+    rc, out, sec = r.run("2-torchrun", [r.python, "-m", "torch.distributed.run", "--nproc-per-node", "1",
+                                         "--master-port", str(free_port()), "--no-python", r.trainer,
+                                         *r.tiny("c2", "--max-steps", "30", "--timeout-s", "30")], trainer=False)
+    backend = "NCCL (CUDA)" if r.device == "cuda" else "gloo"
+    used = f"process group gloo (CPU) + NCCL (CUDA)" in out if r.device == "cuda" else "process group gloo" in out
+    # --timeout-s: rank 0 of 2 whose partner never comes must give up after the timeout, with a
+    # message, instead of hanging.
+    limit = 10
+    rc2, out2, sec2 = r.run("2-timeout", r.tiny("c2t", "--timeout-s", limit),
+                            env={"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
+                                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}, timeout=120)
+    last = [l for l in out2.splitlines() if l.strip()][-1:] or ["(no output)"]
+    timed_out = rc2 != 0 and limit - 1 <= sec2 <= limit + 40
+    ok = rc == 0 and used and timed_out
+    return ok, (f"torchrun, world size 1, {backend}: 30 steps, exit {rc} ({sec:.1f}s); --timeout-s {limit} with a "
+                f"missing rank: exit {rc2} after {sec2:.1f}s: {last[0][-160:]}")
+
+
+def amp_case(r, amp, debug):
+    tag = f"{amp}{'-debug' if debug else ''}"
+    # One epoch of tiny (67 steps), stopped at 30; with --debug, whose anomaly detection makes
+    # steps slow, 20 steps stopped at 10.
+    flags = ["--amp", amp, "--epochs", "1"] + (["--debug", "--max-steps", "20"] if debug else [])
+    cut = "10" if debug else "30"
+    rc1, out1, _ = r.run(f"3-{tag}-full", r.tiny(f"c3-{tag}-full", *flags))
+    rc2, _, _ = r.run(f"3-{tag}-cut", r.tiny(f"c3-{tag}-cut", *flags, "--max-steps", cut))
+    rc3, out3, _ = r.run(f"3-{tag}-resume", r.tiny(f"c3-{tag}-cut", *flags))
+    if rc1 or rc2 or rc3:
+        return False, f"{tag}: exit {rc1}/{rc2}/{rc3}"
+    c = compare_runs(f"{WORK}/c3-{tag}-full/checkpoints/last.pt", f"{WORK}/c3-{tag}-cut/checkpoints/last.pt")
+    scaler = ""
+    if amp == "fp16":
+        sa, sb = c["scaler"]
+        scaler = f", loss scale {sa.get('scale') if sa else '?'} vs {sb.get('scale') if sb else '?'}"
+    if c["identical"]:
+        what = "bit-identical"
+    else:
+        what = (f"{c['differing']}/{c['tensors']} tensors differ, max |dw| {c['max_abs']:.2e}, final loss "
+                f"{c['final_loss'][0]:.5f} vs {c['final_loss'][1]:.5f}")
+    warned = len(re.findall(r"does not have a deterministic implementation", out1))
+    return True, (f"{tag}: stop at {cut}, resume to {c['step']}: {what}{scaler}"
+                  + (f" ({warned} nondeterministic-op warning(s))" if debug and warned else "")), c["identical"]
+
+
+def check_amp(r, pool):
+    cases = [(amp, debug) for debug in (False, True) for amp in ("bf16", "fp16")]
+    futures = [pool.submit(amp_case, r, amp, debug) for amp, debug in cases]
+    results = [f.result() for f in futures]
+    ok = all(x[0] for x in results)
+    # With --debug (deterministic algorithms) the resumed run must equal the uninterrupted one.
+    deterministic_ok = all(len(x) > 2 and x[2] for x, (_, debug) in zip(results, cases) if debug)
+    return ok and deterministic_ok, "; ".join(x[1] for x in results)
+
+
+def check_cross_device(r):
+    other = "cpu"
+    rc1, out1, _ = r.run("4-gpu", r.tiny("c4-gpu", "--max-steps", "40"))
+    saved = re.findall(r"step 40, .*?weights (xxh3:[0-9a-f]+)", out1)
+    rc2, out2, _ = r.run("4-cpu", ["--config", "configs/tiny.json", "--device", other, "--run-dir", f"{WORK}/c4-cpu",
+                                   "--resume", f"{WORK}/c4-gpu/checkpoints/last.pt", "--max-steps", "80"])
+    loaded = re.findall(r"resumed from .*?weights (xxh3:[0-9a-f]+) on (\S+)", out2)
+    rc3, out3, _ = r.run("4-gpu-again", r.tiny("c4-gpu2", "--resume", f"{WORK}/c4-cpu/checkpoints/last.pt"))
+    again = re.findall(r"resumed from .*?epoch \d+, step (\d+)", out3)
+    done = re.findall(r"done: step (\d+)", out3)
+    rng_note = "holds no CUDA RNG state" in out3
+    equal = bool(saved) and bool(loaded) and saved[-1] == loaded[-1][0]
+    ok = rc1 == 0 and rc2 == 0 and rc3 == 0 and equal and (rng_note or r.device != "cuda")
+    return ok, (f"{r.device} step 40 weights {saved[-1] if saved else '?'}; {other} leg loaded "
+                f"{loaded[-1][0] if loaded else '?'} on {loaded[-1][1] if loaded else '?'} "
+                f"({'equal' if equal else 'NOT equal'}), trained to 80; {r.device} again from step "
+                f"{again[-1] if again else '?'} to {done[-1] if done else '?'}"
+                f"{', fresh CUDA RNG stream noted' if rng_note else ''} (exits {rc1}/{rc2}/{rc3})")
+
+
+def check_debug(r):
+    # 600 words: an epoch of about 10 steps, so that its validation (on at most 256 words) shows.
+    rc, out, sec = r.run("5-debug", r.tiny("c5", "--debug", "--limit-words", "600"))
+    mode = "debug mode: deterministic algorithms, autograd anomaly detection" in out
+    words = re.findall(r"validation: .*?\((\d+) words\)", out)
+    ok = rc == 0 and mode
+    return ok, (f"one process, no launcher, --debug: exit {rc} in {sec:.1f}s, mode logged: {mode}, "
+                f"validation on {words[-1] if words else '-'} words")
+
+
+def bench(r):
+    argv = ["scripts/bench-ddp", "--gpu"] + (["--steps", "12", "--warmup", "4", "--runs", "1"] if r.dry else [])
+    env = {"TRAINER": r.trainer, "PY": r.python}
+    if r.dry:
+        env["BENCH_DEVICE"] = "cpu"
+    rc, out, sec = r.run("6-bench", argv, env=env, timeout=240, trainer=False)
+    last = [l for l in out.splitlines() if l.startswith("bench-ddp:")]
+    for line in last[:-1]:
+        say(f"  {line}")
+    ratio = re.search(r"C\+\+/Python = ([0-9.]+)", last[-1]) if last else None
+    return rc == 0 and ratio is not None, f"{last[-1] if last else 'no result'} ({sec:.0f}s)"
+
+
+# --------------------------------------------------------------------------------------------
+# Quality: configs/gpu.json, epochs fitted to the time left (at most 5 minutes of training), then
+# the test split greedy and with beam search.
+
+def train_samples(out):
+    m = re.search(r"train (\d+) samples", out)
+    return int(m.group(1)) if m else 121099
+
+
+def quality_calibrate(r, config):
+    extra = ["--epochs", "1", "--limit-words", "3000", "--eval-limit", "200"] if r.dry else []
+    steps = 30 if r.dry else 150
+    rc, out, sec = r.run("7-calibrate", ["--config", config, "--run-dir", f"{WORK}/q-cal", "--max-steps", steps,
+                                         "--save-every-minutes", 0, "--save-every-epochs", 0, *extra])
+    if rc != 0:
+        return None, out
+    rows = {x["step"]: x for x in map(json.loads, open(f"{WORK}/q-cal/metrics.jsonl")) if "loss" in x}
+    first = steps // 3
+    batch = json.load(open(config))["batch_size"]
+    sps = (steps - first) * batch / (rows[steps]["time"] - rows[first]["time"])
+    return sps, out
+
+
+def quality_start(r, config, epochs):
+    extra = ["--limit-words", "3000", "--eval-limit", "200"] if r.dry else []
+    argv = [r.trainer, "--config", config, "--run-dir", f"{WORK}/q", "--epochs", str(epochs), *extra]
+    log = open(f"{WORK}/logs/7-train.log", "w")
+    log.write(f"$ {' '.join(argv)}\n")
+    log.flush()
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc.ended = None
+
+    def watch():
+        proc.wait()
+        proc.ended = time.monotonic()
+    threading.Thread(target=watch, daemon=True).start()
+    return proc, log
+
+
+def quality_finish(r, config, proc, log, cap_seconds, started):
+    try:
+        proc.wait(timeout=max(1, cap_seconds - (time.monotonic() - started)))
+        stopped = False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # the trainer saves and exits 75: still within the cap
+        proc.wait()
+        stopped = True
+    while proc.ended is None:
+        time.sleep(0.05)
+    minutes = (proc.ended - started) / 60
+    log.close()
+    out = open(f"{WORK}/logs/7-train.log").read()
+    extra = ["--limit-words", "3000", "--eval-limit", "200"] if r.dry else []
+    evals = []
+    for beam in (1, 5):
+        rc, eout, _ = r.run(f"7-test-beam{beam}", ["--config", config, "--run-dir", f"{WORK}/q", "--eval",
+                                                   "--beam-size", beam, *extra], timeout=180)
+        m = re.search(r"WER ([0-9.]+)%, PER ([0-9.]+)%.*?on (\d+) words \(beam (\d+), ([0-9.]+)s\)", eout)
+        evals.append((beam, rc, m))
+    rows = [x for x in map(json.loads, open(f"{WORK}/q/metrics.jsonl")) if "loss" in x]
+    vals = [x for x in map(json.loads, open(f"{WORK}/q/metrics.jsonl")) if "val_wer" in x]
+    step = rows[-1]["step"] if rows else 0
+    epoch = rows[-1]["epoch"] if rows else 0
+    rate = sum(x["samples_per_s"] for x in rows[len(rows) // 10:]) / max(1, len(rows) - len(rows) // 10)
+    text = [f"configs/gpu.json: {step} steps, {epoch} epoch(s) in {minutes:.2f} min"
+            f"{' (stopped by SIGTERM at the cap)' if stopped else ''}, exit {proc.returncode}, "
+            f"{rate:.0f} samples/s (mean per-step rate)"]
+    if vals:
+        text.append(f"best val WER {100 * min(v['val_wer'] for v in vals):.2f}%")
+    ok = proc.returncode in (0, 75)
+    best = None
+    for beam, rc, m in evals:
+        if m:
+            text.append(f"test beam {beam}: WER {m.group(1)}%, PER {m.group(2)}% on {m.group(3)} words ({m.group(5)}s)")
+            best = min(best or 1e9, float(m.group(1)))
+            if beam == 1:
+                greedy = (float(m.group(1)), float(m.group(2)))
+        else:
+            text.append(f"test beam {beam}: exit {rc}, no result")
+            ok = False
+    target = ok and any(m and float(m.group(1)) <= 22.0 and float(m.group(2)) <= 5.0 for _, _, m in evals)
+    text.append("target WER <= 22%, PER <= 5.0%: " + ("met" if target else "NOT met"))
+    return ok and (target or r.dry), "; ".join(text)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--trainer", required=True)
+    p.add_argument("--python", default=sys.executable)
+    p.add_argument("--seconds", type=float, default=540, help="everything must end within this")
+    p.add_argument("--cpu-dry-run", action="store_true")
+    a = p.parse_args()
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(f"{WORK}/logs")
+    r = Runner(a.trainer, a.python, "cpu" if a.cpu_dry_run else "cuda", a.cpu_dry_run, a.seconds)
+    results = {}
+
+    def record(n, name, fn, *args):
+        try:
+            ok, text = fn(*args)
+        except Exception as e:  # a broken check must not take the others with it
+            ok, text = False, f"{type(e).__name__}: {e}"
+        results[n] = (name, ok, text)
+        say(f"{n} {name}: {'PASS' if ok else 'FAIL'} {text}")
+
+    # 6 first: the throughput comparison needs the GPU to itself.
+    record(6, "throughput", bench, r)
+
+    # 7 starts: calibrate, fit the epochs into the time left (at most 5 minutes), train in the background.
+    config = "configs/tiny.json" if r.dry else "configs/gpu.json"
+    cap = 60 if r.dry else min(300, r.left() - 75)
+    sps, cal_out = quality_calibrate(r, config)
+    proc = None
+    if sps is None:
+        results[7] = ("quality", False, "calibration run failed: " + cal_out.strip().splitlines()[-1][-200:])
+        say(f"7 quality: FAIL {results[7][2]}")
+    else:
+        n = train_samples(cal_out)
+        cfg = json.load(open(config))
+        # Validations, saves and the start-up take a share; the checks beside it take some GPU time.
+        epochs = 1 if r.dry else max(1, int(0.80 * (cap - 15) * sps / n))
+        say(f"7 quality: calibration {sps:.0f} samples/s on {n} samples -> {epochs} epochs within {cap:.0f}s "
+            f"(config says {cfg.get('epochs')})")
+        started = time.monotonic()
+        proc, log = quality_start(r, config, epochs)
+
+    # 1-5 beside the quality run: small, two at a time.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool, concurrent.futures.ThreadPoolExecutor(2) as inner:
+        jobs = {1: ("cuda single process", check_cuda_single, r), 2: ("nccl", check_nccl, r),
+                3: ("amp resume", check_amp, r, inner), 4: ("gpu-cpu-gpu", check_cross_device, r),
+                5: ("debug mode", check_debug, r)}
+        futures = [pool.submit(record, n, *job) for n, job in jobs.items()]
+        for f in futures:
+            f.result()
+
+    if proc is not None:
+        try:
+            record(7, "quality", quality_finish, r, config, proc, log, cap, started)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+    say(f"summary ({(time.monotonic() - r.t0):.0f}s):")
+    for n in sorted(results):
+        name, ok, text = results[n]
+        say(f"{n} {name}: {'PASS' if ok else 'FAIL'} {text}")
+    return 0 if all(ok for _, ok, _ in results.values()) and len(results) == 7 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
