@@ -117,7 +117,8 @@ def check_nccl(r):
     limit = 10
     rc2, out2, sec2 = r.run("2-timeout", r.tiny("c2t", "--timeout-s", limit),
                             env={"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
-                                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}, timeout=120)
+                                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+                                 "GLOO_SOCKET_IFNAME": "lo"}, timeout=120)
     last = [l for l in out2.splitlines() if l.strip()][-1:] or ["(no output)"]
     timed_out = rc2 != 0 and limit - 1 <= sec2 <= limit + 40
     ok = rc == 0 and used and timed_out
