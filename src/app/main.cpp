@@ -77,12 +77,13 @@ void set_threads(const TrainConfig& cfg, const LaunchEnv& env) {
 
 // --debug: the mode for chasing a bug on one GPU (or the CPU), as Lightning's detect_anomaly and
 // deterministic flags. Deterministic kernels (cuBLAS needs its workspace fixed before its first
-// call; ops without a deterministic implementation warn instead of failing), autograd anomaly
+// call; cuDNN and memory-efficient attention pick their deterministic backward only when an op
+// without one is an error, not a warning, so it is an error), autograd anomaly
 // detection (NaN/Inf in a backward names the forward op); apply_overrides() sets the config part (a
 // small evaluation, saves in the training thread, frequent progress lines). Slow: not for real runs.
 void enter_debug_mode(const TrainConfig& cfg, const LaunchEnv& env) {
   ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
-  at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+  at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
   at::globalContext().setDeterministicCuDNN(true);
   at::globalContext().setBenchmarkCuDNN(false);
   torch::autograd::AnomalyMode::set_enabled(true);
@@ -129,7 +130,9 @@ int run(int argc, char** argv) {
 
   Trainer trainer(plan_run(cfg, cli, *dist), env, *dist);
   stop_signals_become_requests();  // the loop and the evaluator poll them from here on
-  return cli.eval ? trainer.evaluate() : trainer.train();
+  const int code = cli.eval ? trainer.evaluate() : trainer.train();
+  dist->shutdown();
+  return code;
 }
 
 }  // namespace

@@ -107,6 +107,10 @@ std::unique_ptr<Distributed> Distributed::connect(const LaunchEnv& env, const Di
 
 Distributed::~Distributed() = default;
 
+void Distributed::shutdown() {
+  if (group_) group_->shutdown();
+}
+
 void Distributed::barrier() {
   at::Tensor t = at::zeros({1});
   all_reduce_sum(t);

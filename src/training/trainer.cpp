@@ -1,5 +1,7 @@
 #include "resumable/training/trainer.h"
 
+#include "resumable/training/foreach_adamw.h"
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -156,7 +158,7 @@ void Trainer::build_model() {
   model_ = G2PTransformer(o);
   model_->to(device_);
   seed_rng(cfg_.seed, dist_.rank(), device_.is_cuda());
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
+  optimizer_ = std::make_unique<ForeachAdamW>(
       model_->parameters(), torch::optim::AdamWOptions(cfg_.lr)
                                 .betas({cfg_.adam_beta1, cfg_.adam_beta2})
                                 .eps(cfg_.adam_eps)
@@ -558,7 +560,7 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   bool finite = scaler_.unscale(grads);
   await_snapshot_copy();
   if (finite) {
-    if (cfg_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), cfg_.grad_clip);
+    if (cfg_.grad_clip > 0) clip_grad_norm(grads, cfg_.grad_clip);
     optimizer_->step();
   }
   scaler_.update(!finite);

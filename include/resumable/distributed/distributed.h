@@ -34,6 +34,9 @@ class Distributed {
   // Collective over all ranks of `env`; returns once every rank has joined.
   static std::unique_ptr<Distributed> connect(const LaunchEnv& env, const DistributedOptions& options);
   ~Distributed();
+  // At an orderly end, as Python's destroy_process_group(): NCCL communicators are finalized
+  // instead of leaked. Not on error paths, where a communicator may be stuck with a dead peer.
+  void shutdown();
 
   int rank() const { return rank_; }
   int world_size() const { return world_size_; }
