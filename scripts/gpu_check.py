@@ -111,7 +111,7 @@ def check_nccl(r):
                                          "--master-port", str(free_port()), "--no-python", r.trainer,
                                          *r.tiny("c2", "--max-steps", "30", "--timeout-s", "30")], trainer=False)
     backend = "NCCL (CUDA)" if r.device == "cuda" else "gloo"
-    used = f"process group gloo (CPU) + NCCL (CUDA)" in out if r.device == "cuda" else "process group gloo" in out
+    used = "process group gloo (CPU) + NCCL (CUDA)" in out if r.device == "cuda" else "process group gloo" in out
     # --timeout-s: rank 0 of 2 whose partner never comes must give up after the timeout, with a
     # message, instead of hanging.
     limit = 10
@@ -163,10 +163,9 @@ def check_amp(r, pool):
 
 
 def check_cross_device(r):
-    other = "cpu"
     rc1, out1, _ = r.run("4-gpu", r.tiny("c4-gpu", "--max-steps", "40"))
     saved = re.findall(r"step 40, .*?weights (xxh3:[0-9a-f]+)", out1)
-    rc2, out2, _ = r.run("4-cpu", ["--config", "configs/tiny.json", "--device", other, "--run-dir", f"{WORK}/c4-cpu",
+    rc2, out2, _ = r.run("4-cpu", ["--config", "configs/tiny.json", "--device", "cpu", "--run-dir", f"{WORK}/c4-cpu",
                                    "--resume", f"{WORK}/c4-gpu/checkpoints/last.pt", "--max-steps", "80"])
     loaded = re.findall(r"resumed from .*?weights (xxh3:[0-9a-f]+) on (\S+)", out2)
     rc3, out3, _ = r.run("4-gpu-again", r.tiny("c4-gpu2", "--resume", f"{WORK}/c4-cpu/checkpoints/last.pt"))
@@ -175,7 +174,7 @@ def check_cross_device(r):
     rng_note = "holds no CUDA RNG state" in out3
     equal = bool(saved) and bool(loaded) and saved[-1] == loaded[-1][0]
     ok = rc1 == 0 and rc2 == 0 and rc3 == 0 and equal and (rng_note or r.device != "cuda")
-    return ok, (f"{r.device} step 40 weights {saved[-1] if saved else '?'}; {other} leg loaded "
+    return ok, (f"{r.device} step 40 weights {saved[-1] if saved else '?'}; the CPU leg loaded "
                 f"{loaded[-1][0] if loaded else '?'} on {loaded[-1][1] if loaded else '?'} "
                 f"({'equal' if equal else 'NOT equal'}), trained to 80; {r.device} again from step "
                 f"{again[-1] if again else '?'} to {done[-1] if done else '?'}"
@@ -260,7 +259,8 @@ def quality_finish(r, config, proc, log, cap_seconds, started):
         time.sleep(0.05)
     minutes = (proc.ended - started) / 60
     log.close()
-    out = open(f"{WORK}/logs/7-train.log").read()
+    done = re.findall(r"(?:done|stopped by \S+) at step (\d+)|done: step (\d+), epoch (\d+)",
+                      open(f"{WORK}/logs/7-train.log").read())
     extra = ["--limit-words", "3000", "--eval-limit", "200"] if r.dry else []
     evals = []
     for beam in (1, 5):
@@ -271,21 +271,19 @@ def quality_finish(r, config, proc, log, cap_seconds, started):
     rows = [x for x in map(json.loads, open(f"{WORK}/q/metrics.jsonl")) if "loss" in x]
     vals = [x for x in map(json.loads, open(f"{WORK}/q/metrics.jsonl")) if "val_wer" in x]
     step = rows[-1]["step"] if rows else 0
-    epoch = rows[-1]["epoch"] if rows else 0
-    rate = sum(x["samples_per_s"] for x in rows[len(rows) // 10:]) / max(1, len(rows) - len(rows) // 10)
-    text = [f"configs/gpu.json: {step} steps, {epoch} epoch(s) in {minutes:.2f} min"
+    epochs = done[-1][2] if done and done[-1][2] else f"{rows[-1]['epoch'] if rows else 0}+"
+    # Samples over step time (saves and validations excluded), past the first tenth of the steps.
+    steady = [x["samples_per_s"] for x in rows[len(rows) // 10:] if x["samples_per_s"] > 0]
+    rate = len(steady) / sum(1 / x for x in steady) if steady else 0.0
+    text = [f"configs/gpu.json: {step} steps, {epochs} epoch(s) in {minutes:.2f} min"
             f"{' (stopped by SIGTERM at the cap)' if stopped else ''}, exit {proc.returncode}, "
-            f"{rate:.0f} samples/s (mean per-step rate)"]
+            f"{rate:.0f} samples/s"]
     if vals:
         text.append(f"best val WER {100 * min(v['val_wer'] for v in vals):.2f}%")
     ok = proc.returncode in (0, 75)
-    best = None
     for beam, rc, m in evals:
         if m:
             text.append(f"test beam {beam}: WER {m.group(1)}%, PER {m.group(2)}% on {m.group(3)} words ({m.group(5)}s)")
-            best = min(best or 1e9, float(m.group(1)))
-            if beam == 1:
-                greedy = (float(m.group(1)), float(m.group(2)))
         else:
             text.append(f"test beam {beam}: exit {rc}, no result")
             ok = False
