@@ -75,12 +75,11 @@ void set_threads(const TrainConfig& cfg, const LaunchEnv& env) {
   at::set_num_threads(threads);
 }
 
-// --debug: the mode for chasing a bug on one GPU (or the CPU), as Lightning's detect_anomaly and
-// deterministic flags. Deterministic kernels (cuBLAS needs its workspace fixed before its first
-// call; cuDNN and memory-efficient attention pick their deterministic backward only when an op
-// without one is an error, not a warning, so it is an error), autograd anomaly
-// detection (NaN/Inf in a backward names the forward op); apply_overrides() sets the config part (a
-// small evaluation, saves in the training thread, frequent progress lines). Slow: not for real runs.
+// --debug: the mode for chasing a bug on one GPU (or the CPU), as Lightning's deterministic and
+// detect_anomaly flags; apply_overrides() sets its config part. Deterministic kernels: cuBLAS needs
+// its workspace fixed before its first call, and an op without a deterministic implementation is
+// an error rather than a warning, since only then do cuDNN and memory-efficient attention pick their
+// deterministic backward. Anomaly detection names the forward op of a NaN in backward.
 void enter_debug_mode(const TrainConfig& cfg, const LaunchEnv& env) {
   ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
   at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);

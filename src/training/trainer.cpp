@@ -1,7 +1,5 @@
 #include "resumable/training/trainer.h"
 
-#include "resumable/training/foreach_adamw.h"
-
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -18,6 +16,7 @@
 
 #include "resumable/util/atomic_file.h"
 #include "resumable/training/checkpoint_schema.h"
+#include "resumable/training/foreach_adamw.h"
 #include "resumable/distributed/distributed.h"
 #include "resumable/util/log.h"
 #include "resumable/training/rng_state.h"
