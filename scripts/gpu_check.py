@@ -218,22 +218,42 @@ def train_samples(out):
 
 def quality_calibrate(r, config):
     extra = ["--epochs", "1", "--limit-words", "3000", "--eval-limit", "200"] if r.dry else []
-    # The first ~50 steps are slower (allocator, kernel selection): measured from a third on.
+    # The first ~50 steps are slower (allocator, kernel selection): measured from a third on, up
+    # to 5/6; ten steps after that are profiled.
     steps = 30 if r.dry else 240
     # Its one save (at --max-steps) goes to memory where there is /dev/shm: a first write of 350 MB
     # to the disk there took 11 s.
     run_dir = "/dev/shm/gpu-check-calibrate" if os.path.isdir("/dev/shm") else f"{WORK}/q-cal"
     shutil.rmtree(run_dir, ignore_errors=True)
+    profiled = (steps * 5 // 6 + 1, steps * 5 // 6 + 5 if r.dry else steps * 5 // 6 + 10)
     rc, out, sec = r.run("7-calibrate", ["--config", config, "--run-dir", run_dir, "--max-steps", steps,
-                                         "--save-every-minutes", 0, "--save-every-epochs", 0, *extra])
+                                         "--save-every-minutes", 0, "--save-every-epochs", 0, *extra],
+                         env={"RESUMABLE_PROFILE_STEPS": f"{profiled[0]}:{profiled[1]}:{WORK}/profile.json"})
     rows = {x["step"]: x for x in map(json.loads, open(f"{run_dir}/metrics.jsonl")) if "loss" in x} if rc == 0 else {}
     shutil.rmtree(run_dir, ignore_errors=True)
     if rc != 0:
         return None, out
-    first = steps // 3
+    first, last = steps // 3, steps * 5 // 6
     batch = json.load(open(config))["batch_size"]
-    sps = (steps - first) * batch / (rows[steps]["time"] - rows[first]["time"])
+    sps = (last - first) * batch / (rows[last]["time"] - rows[first]["time"])
+    try:
+        say(f"7 quality: profile of steps {profiled[0]}..{profiled[1]}: "
+            f"{profile_summary(f'{WORK}/profile.json', profiled[1] - profiled[0] + 1)}")
+    except Exception as e:  # a diagnostic: never fails the check
+        say(f"7 quality: no profile ({type(e).__name__}: {e})")
     return sps, out
+
+
+def profile_summary(path, steps):
+    """Kernels and CPU ops per step, and how busy the GPU was, from a Kineto Chrome trace."""
+    events = [e for e in json.load(open(path))["traceEvents"] if e.get("ph") == "X"]
+    kernels = [e for e in events if e.get("cat") == "kernel"]
+    ops = [e for e in events if e.get("cat") == "cpu_op"]
+    start = min(e["ts"] for e in events)
+    wall = max(e["ts"] + e.get("dur", 0) for e in events) - start
+    busy = sum(e.get("dur", 0) for e in kernels)
+    return (f"{len(kernels) / steps:.0f} kernels and {len(ops) / steps:.0f} CPU op events per step, "
+            f"{wall / steps / 1000:.1f} ms per step, GPU busy {100 * busy / wall if wall else 0:.0f}% of it")
 
 
 def quality_start(r, config, epochs):

@@ -17,6 +17,7 @@
 #include "resumable/util/atomic_file.h"
 #include "resumable/training/checkpoint_schema.h"
 #include "resumable/training/foreach_adamw.h"
+#include "resumable/training/step_profiler.h"
 #include "resumable/distributed/distributed.h"
 #include "resumable/util/log.h"
 #include "resumable/training/rng_state.h"
@@ -430,10 +431,13 @@ int Trainer::train_until_stop() {
     arena_ready_ = std::async(std::launch::async, [bytes] { return std::make_shared<SnapshotArena>(bytes); });
   }
   last_report_time_ = last_step_time_ = Clock::now();
+  StepProfiler profiler(dist_.is_main(), device_.is_cuda());
   while (true) {
+    profiler.before_step(state_.global_step + 1);
     StepResult r = train_step(sampler_->next_global_batch());
     const double lr = schedule_.lr_at(state_.global_step);
     state_.record_step(r.loss_sum, r.tokens, lr, r.samples);
+    profiler.after_step(state_.global_step);
     schedule_.advance();
     samples_since_report_ += r.samples;
     const double step_seconds = seconds_since(last_step_time_);
