@@ -342,8 +342,9 @@ def main():
 
     # 7 starts: calibrate, fit the epochs into the time left (at most 5 minutes), train in the background.
     config = "configs/tiny.json" if r.dry else "configs/gpu.json"
-    cap = 60 if r.dry else min(300, r.left() - 70)
     sps, cal_out = quality_calibrate(r, config)
+    # At most 5 minutes from the start of training, and 70 s left for the test evaluations.
+    cap = 60 if r.dry else min(300, r.left() - 70)
     proc = None
     if sps is None:
         results[7] = ("quality", False, "calibration run failed: " + cal_out.strip().splitlines()[-1][-200:])
