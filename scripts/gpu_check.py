@@ -59,6 +59,10 @@ class Runner:
             f.write(f"$ {' '.join(cmd)}\n# exit {rc} after {seconds:.1f}s\n{out}")
         return rc, out, seconds
 
+    def quality_sizes(self):
+        """The dry run's stand-in for gpu.json's full data: few words, a small evaluation."""
+        return ["--limit-words", "3000", "--eval-limit", "200"] if self.dry else []
+
     def tiny(self, run_dir, *extra):
         return ["--config", "configs/tiny.json", "--device", self.device, "--run-dir", f"{WORK}/{run_dir}", *extra]
 
@@ -217,7 +221,7 @@ def train_samples(out):
 
 
 def quality_calibrate(r, config):
-    extra = ["--epochs", "1", "--limit-words", "3000", "--eval-limit", "200"] if r.dry else []
+    extra = (["--epochs", "1"] if r.dry else []) + r.quality_sizes()
     # The first ~50 steps are slower (allocator, kernel selection): measured from a third on, up
     # to 5/6; ten steps after that are profiled.
     steps = 30 if r.dry else 240
@@ -257,7 +261,7 @@ def profile_summary(path, steps):
 
 
 def quality_start(r, config, epochs):
-    extra = ["--limit-words", "3000", "--eval-limit", "200"] if r.dry else []
+    extra = r.quality_sizes()
     argv = [r.trainer, "--config", config, "--run-dir", f"{WORK}/q", "--epochs", str(epochs), *extra]
     log = open(f"{WORK}/logs/7-train.log", "w")
     log.write(f"$ {' '.join(argv)}\n")
@@ -286,7 +290,7 @@ def quality_finish(r, config, proc, log, cap_seconds, started):
     log.close()
     done = re.findall(r"(?:done|stopped by \S+) at step (\d+)|done: step (\d+), epoch (\d+)",
                       open(f"{WORK}/logs/7-train.log").read())
-    extra = ["--limit-words", "3000", "--eval-limit", "200"] if r.dry else []
+    extra = r.quality_sizes()
     evals = []
     for beam in (1, 5):
         rc, eout, _ = r.run(f"7-test-beam{beam}", ["--config", config, "--run-dir", f"{WORK}/q", "--eval",

@@ -283,6 +283,7 @@ void Trainer::register_components() {
                          // start fresh ones (train_state is loaded before: its step seeds them).
                          auto cpu = r["cpu"].items();
                          auto cuda = r.has("cuda") ? r["cuda"].items() : std::vector<StateReader>{};
+                         const int64_t fresh_seed = cfg_.seed + 7919 * state_.global_step;
                          if (dist_.rank() < static_cast<int>(cpu.size())) {
                            RngSnapshot snap;
                            snap.cpu = cpu[dist_.rank()].to_tensor(at::kByte, 1).clone();
@@ -291,13 +292,13 @@ void Trainer::register_components() {
                            } else if (device_.is_cuda()) {
                              // Saved on the CPU: the GPU's dropout stream cannot continue, so it
                              // starts a fresh one that depends on the step, not the run's first.
-                             seed_rng(cfg_.seed + 7919 * state_.global_step, dist_.rank(), /*cuda=*/true);
+                             seed_rng(fresh_seed, dist_.rank(), /*cuda=*/true);
                              log::info("the checkpoint holds no CUDA RNG state for rank {} (saved on the CPU): "
                                        "dropout on the GPU continues from a fresh stream", dist_.rank());
                            }
                            restore_rng(snap);
                          } else {
-                           seed_rng(cfg_.seed + 7919 * state_.global_step, dist_.rank(), device_.is_cuda());
+                           seed_rng(fresh_seed, dist_.rank(), device_.is_cuda());
                          }
                        }};
 }
