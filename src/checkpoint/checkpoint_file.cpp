@@ -347,7 +347,7 @@ WrittenCheckpoint write_checkpoint(const c10::IValue& state, const std::vector<s
     throw SaveError(paths.front() + ": cannot serialize checkpoint: " + error_text(e));
   }
   // Streamed into the file: no second copy of the tensors in memory, no buffer to grow.
-  AtomicFileWriter file(paths.front());
+  AtomicFileWriter file(paths.front(), AtomicFileWriter::Caching::kDirect);
   std::string checksum;
   try {
     checksum = detail::write_archive(p.pickle, p.storages, meta ? detail::meta_record_text(*meta) : "",

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,8 +13,13 @@ namespace resumable {
 
 class AtomicFileWriter {
  public:
+  // kDirect bypasses the page cache (O_DIRECT through an aligned staging buffer) where the file
+  // system allows it, and falls back to ordinary writes where it does not. For large files written
+  // once: on this VM a buffered write of 1.4 GB took 0.8-3.5 s (first-touch page-cache memory),
+  // O_DIRECT 0.5-0.9 s.
+  enum class Caching { kPageCache, kDirect };
   // Creates the temporary file next to `path`. Throws SaveError naming `path` on failure.
-  explicit AtomicFileWriter(std::string path);
+  explicit AtomicFileWriter(std::string path, Caching caching = Caching::kPageCache);
   ~AtomicFileWriter();  // not committed: closes and deletes the temporary file
   AtomicFileWriter(const AtomicFileWriter&) = delete;
   AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
@@ -34,16 +40,27 @@ class AtomicFileWriter {
   // undo that, so later names and the directory fsync report their failures in `problems`.
   Published commit_as(const std::vector<std::string>& paths);
 
-  size_t bytes_written() const { return written_; }
+  size_t bytes_written() const { return written_ + staged_; }
   const std::string& temporary_path() const { return temp_; }
+  bool direct() const { return direct_; }  // O_DIRECT in effect (kDirect and the file system took it)
 
  private:
   void sync_and_close();
+  void write_to_file(const char* p, size_t size);
+  void flush_staged(bool final);
+  void leave_direct_mode();
   std::string path_;
   std::string temp_;
   int fd_ = -1;
   size_t written_ = 0;
   bool committed_ = false;
+  bool direct_ = false;
+  // kDirect: whole aligned blocks go to the file from here; the tail goes at the commit.
+  struct FreeDeleter {
+    void operator()(char* p) const;
+  };
+  std::unique_ptr<char, FreeDeleter> staging_;
+  size_t staging_capacity_ = 0, staged_ = 0;
 };
 
 // Atomically gives `target` the contents of the existing file `source` (hard link, else copy).
