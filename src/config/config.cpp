@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "resumable/training/deadline.h"
+
 namespace resumable {
 namespace {
 
@@ -168,6 +170,27 @@ std::vector<ConfigField> make_fields() {
             "stop after N consecutive failed periodic saves", int_at_least(&C::max_failed_saves, 1)),
       field("log_every_steps", &C::log_every_steps, R::kControl, "progress line every N steps",
             int_at_least(&C::log_every_steps, 1)),
+      // resume proof and deadline
+      field("proof_batches", &C::proof_batches, R::kControl,
+            "next global batches each checkpoint records, and a resume checks (0 = none)",
+            int_at_least(&C::proof_batches, 0)),
+      field("allow_data_drift", &C::allow_data_drift, R::kInvocation,
+            "resume although data, seed or batch size changed: the resume proof then warns instead of stopping",
+            any()),
+      field("deadline", &C::deadline, R::kInvocation,
+            "the job's end, seconds from the start or a local time YYYY-MM-DDTHH:MM[:SS]: save and exit 75 "
+            "before it (default: Slurm's end time, if any; none: no deadline)",
+            [](const TrainConfig& c) {
+              return c.deadline.empty() || c.deadline == "none" || parse_deadline(c.deadline, WallClock::now())
+                         ? std::string()
+                         : std::string("seconds from the start (e.g. 3600), a local time YYYY-MM-DDTHH:MM[:SS] "
+                                       "or none");
+            }),
+      field("deadline_margin_s", &C::deadline_margin_s, R::kControl,
+            "seconds kept free before the deadline, beyond two saves and a step (at most a quarter of the run's time)",
+            number_in(&C::deadline_margin_s, 0, 1e6, false)),
+      field("deadline_refresh_s", &C::deadline_refresh_s, R::kControl,
+            "seconds between readings of Slurm's end time", number_in(&C::deadline_refresh_s, 1, 1e6, false)),
   };
 }
 

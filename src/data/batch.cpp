@@ -1,5 +1,7 @@
 #include "resumable/data/batch.h"
 
+#include "resumable/data/distributed_sampler.h"
+
 #include <algorithm>
 
 namespace resumable {
@@ -56,6 +58,21 @@ Batch collate(const std::vector<const EncodedExample*>& examples, const std::vec
   batch.target_out = tout.to(device);
   batch.weight = w.to(device);
   return batch;
+}
+
+Batch collate_rank_share(const EncodedCorpus& data, const std::vector<int64_t>& global_batch, int rank,
+                         int world_size, const c10::Device& device) {
+  std::vector<const EncodedExample*> examples;
+  std::vector<float> weights;
+  for (int64_t i : DistributedSampler::rank_share(global_batch, rank, world_size)) {
+    examples.push_back(&data.train[static_cast<size_t>(i)]);
+    weights.push_back(1.0f);
+  }
+  if (examples.empty()) {
+    examples.push_back(&data.train[static_cast<size_t>(global_batch.front())]);
+    weights.push_back(0.0f);
+  }
+  return collate(examples, weights, device);
 }
 
 at::Tensor collate_sources(const std::vector<const std::vector<int64_t>*>& sources, const c10::Device& device) {

@@ -115,4 +115,13 @@ G2PCorpus build_corpus(const std::vector<Pronunciation>& entries, double val_fra
   return corpus;
 }
 
+std::string training_data_fingerprint(const G2PCorpus& corpus) {
+  XXH64 h;
+  for (const auto& ex : corpus.train) {
+    h.update(ex.word.data(), ex.word.size() + 1);
+    for (const auto& p : ex.phonemes) h.update(p.data(), p.size() + 1);
+  }
+  return "xxh64:" + hex64(h.digest());
+}
+
 }  // namespace resumable

@@ -21,8 +21,9 @@ const char* kHelp =
     "                                   validation loss/WER, marks (last, best, backup), OK or why damaged\n"
     "  info FILE [--tensors]            position, LR, best metric, world size, histories, resume points,\n"
     "                                   versions, config; --tensors adds every parameter's shape\n"
-    "  verify FILE...                   checksum, layout, and that model and optimizer states load;\n"
-    "                                   exit 0 only if every file is good\n"
+    "  verify FILE... [--deep [--data F]]  checksum, layout, and that model and optimizer states load;\n"
+    "                                   --deep also recomputes the resume proof's probe loss on the CPU\n"
+    "                                   from the weights and the run's data; exit 0 only if all is good\n"
     "  diff A B                         config fields, position and per-tensor max |a-b|;\n"
     "                                   exit 0 identical, 1 different\n"
     "  clean RUN_DIR --keep-last N [--keep-every M] [--dry-run]\n"
@@ -39,7 +40,11 @@ const std::map<std::string, const char*>& sub_help() {
   static const std::map<std::string, const char*> h = {
       {"list", "usage: trainer ckpt list RUN_DIR|CKPT_DIR [--json]\n"},
       {"info", "usage: trainer ckpt info FILE [--tensors] [--json]\n"},
-      {"verify", "usage: trainer ckpt verify FILE... [--json]\n"},
+      {"verify", "usage: trainer ckpt verify FILE... [--deep [--data FILE]] [--json]\n"
+                 "  --deep: recompute the loss the checkpoint recorded for its next samples (evaluation mode,\n"
+                 "          fp32) from its weights and the training data, on the CPU; a difference beyond\n"
+                 "          1e-4 of the loss (1e-4 below a loss of 1) fails. --data: the dictionary, when the\n"
+                 "          saved config's path does not lead to it from here.\n"},
       {"diff", "usage: trainer ckpt diff A B [--json]   (exit 0 identical, 1 different)\n"},
       {"clean", "usage: trainer ckpt clean RUN_DIR --keep-last N [--keep-every M] [--dry-run] [--json]\n"},
       {"backup", "usage: trainer ckpt backup FILE [DEST_DIR] [--json]\n"},

@@ -13,8 +13,10 @@
 
 #include "resumable/tools/ckpt_command.h"
 #include "resumable/training/checkpoint_verify.h"
+#include "resumable/training/resume_proof.h"
 #include "resumable/util/atomic_file.h"
 #include "resumable/util/errors.h"
+#include "resumable/util/log.h"
 
 namespace resumable {
 namespace {
@@ -206,7 +208,8 @@ int ckpt_info(const std::vector<std::string>& raw) {
   }
   std::string versions;
   for (const auto& spec : checkpoint_components())
-    versions += (versions.empty() ? "" : ", ") + std::string(spec.name) + " v" + std::to_string(s.component_versions.at(spec.name));
+    versions += (versions.empty() ? "" : ", ") + std::string(spec.name) +
+                (s.component_versions.at(spec.name) ? " v" + std::to_string(s.component_versions.at(spec.name)) : " (absent)");
   std::printf("checkpoint   %s\n", s.path.c_str());
   std::printf("file         %s, %s, format %lld, written by trainer %s\n", size_text(s.bytes).c_str(), s.checksum.c_str(),
               static_cast<long long>(s.format_version), s.trainer_version.c_str());
@@ -234,6 +237,15 @@ int ckpt_info(const std::vector<std::string>& raw) {
   std::printf("resumed at   %s\n", resumes.empty() ? "never" : resumes.c_str());
   if (ck.meta)
     for (const auto& from : ck.meta->resumed_from) std::printf("resumed from %s (%s)\n", from.path.c_str(), from.checksum.c_str());
+  if (root.has(ckpt_key::kResumeProof)) {
+    ResumeProof proof = from_state_dict<ResumeProof>(root[ckpt_key::kResumeProof]);
+    std::printf("resume proof the next %zu global batches (%zu sample ids) and %lld rank(s)' first-batch tensors; "
+                "last loss %.4f, probe loss %.4f on %s (%zu samples)\n",
+                proof.batch_sizes.size(), proof.sample_ids.size(), static_cast<long long>(proof.world_size),
+                proof.last_loss, proof.probe_loss, proof.probe_device.c_str(), proof.probe_samples.size());
+  } else {
+    std::printf("resume proof none (written before it existed)\n");
+  }
   std::printf("model        %.3fM parameters in %zu tensors; vocabulary %lld graphemes, %lld phonemes\n",
               s.parameters / 1e6, tensors.size(), static_cast<long long>(s.graphemes), static_cast<long long>(s.phonemes));
   std::printf("config       %s\n", config.dump().c_str());
@@ -249,26 +261,57 @@ int ckpt_info(const std::vector<std::string>& raw) {
 
 // ---------------------------------------------------------------------------------------------
 int ckpt_verify(const std::vector<std::string>& raw) {
-  ToolArgs a = parse_tool_args("ckpt verify", raw, {}, {"--json"});
+  ToolArgs a = parse_tool_args("ckpt verify", raw, {"--data"}, {"--json", "--deep"});
   if (a.positional.empty()) throw ConfigError("ckpt verify: expected one or more checkpoint files");
+  if (a.has("--data") && !a.has("--deep")) throw ConfigError("ckpt verify: --data goes with --deep");
+  const bool text = !a.has("--json");
   int bad = 0;
   json out = json::array();
   for (const auto& path : a.positional) {
     try {
-      CheckpointSummary s = verify_checkpoint(read_checkpoint(path));
-      out.push_back({{"path", path}, {"ok", true}, {"step", s.global_step}, {"epoch", s.epoch}, {"bytes", s.bytes},
-                     {"checksum", s.checksum}, {"world_size", s.world_size}});
-      if (!a.has("--json"))
+      LoadedCheckpoint ck = read_checkpoint(path);
+      CheckpointSummary s = verify_checkpoint(ck);
+      json entry = {{"path", path}, {"ok", true}, {"step", s.global_step}, {"epoch", s.epoch}, {"bytes", s.bytes},
+                    {"checksum", s.checksum}, {"world_size", s.world_size}};
+      std::string deep_line;
+      if (a.has("--deep")) {
+        DeepVerification d = deep_verify_checkpoint(ck, a.value("--data").value_or(""));
+        if (!d.recorded) {
+          entry["deep"] = {{"recorded", false}};
+          deep_line = "deep: no probe in this file (written before the resume proof): nothing to recompute";
+        } else {
+          entry["deep"] = {{"recorded", true},          {"ok", d.ok()},
+                           {"probe_loss", d.recorded_loss}, {"recomputed_loss", d.recomputed_loss},
+                           {"tolerance", d.tolerance},   {"samples", d.samples},
+                           {"tokens", d.tokens},         {"recorded_on", d.recorded_on},
+                           {"last_loss", d.last_loss},   {"data", d.data}};
+          deep_line = fmt::format(
+              "deep: probe loss {:.6f} recorded on {}, {:.6f} recomputed on cpu ({} samples, {} tokens of {}): "
+              "|difference| {:.2e} {} {:.2e}; the last step's training loss was {:.4f} (dropout on: not recomputed)",
+              d.recorded_loss, d.recorded_on, d.recomputed_loss, d.samples, d.tokens, d.data,
+              std::abs(d.recomputed_loss - d.recorded_loss), d.ok() ? "<=" : ">", d.tolerance, d.last_loss);
+          if (!d.ok()) {
+            entry["ok"] = false;
+            entry["problem"] = path + ": " + deep_line;
+          }
+        }
+      }
+      out.push_back(entry);
+      if (text && entry["ok"].get<bool>())
         std::printf("OK   %s  step %lld, epoch %lld, %.1f MB, %s, saved by %lld rank(s)\n", path.c_str(),
                     static_cast<long long>(s.global_step), static_cast<long long>(s.epoch), s.bytes / 1e6,
                     s.checksum.c_str(), static_cast<long long>(s.world_size));
+      else if (text)
+        std::printf("BAD  %s: the weights do not give the loss they were saved with\n", path.c_str());
+      if (text && !deep_line.empty()) std::printf("     %s\n", deep_line.c_str());
+      if (!entry["ok"].get<bool>()) ++bad;
     } catch (const CheckpointError& e) {
       out.push_back({{"path", path}, {"ok", false}, {"problem", e.what()}});
-      if (!a.has("--json")) std::printf("BAD  %s\n", e.what());
+      if (text) std::printf("BAD  %s\n", e.what());
       ++bad;
     }
   }
-  if (a.has("--json")) print_json(out);
+  if (!text) print_json(out);
   return bad == 0 ? exit_code::kDone : exit_code::kRuntimeError;
 }
 

@@ -7,6 +7,7 @@
 
 #include "resumable/data/distributed_sampler.h"
 #include "resumable/training/loss_scaler.h"
+#include "resumable/training/resume_proof.h"
 #include "resumable/training/train_state.h"
 #include "resumable/training/warmup_cosine_schedule.h"
 
@@ -145,12 +146,38 @@ void check_history(const StateReader& r, CheckpointSummary& s) {
   }
 }
 
+void check_resume_proof(const StateReader& r, CheckpointSummary& s) {
+  auto proof = from_state_dict<ResumeProof>(r);
+  int64_t total = 0;
+  for (int64_t n : proof.batch_sizes) {
+    if (n < 0) r["batch_sizes"].fail("holds a negative size");
+    total += n;
+  }
+  length_is(r["sample_ids"], proof.sample_ids.size(), total, "the batch sizes' sum");
+  length_is(r["batch_digests"], proof.batch_digests.size(), static_cast<int64_t>(proof.batch_sizes.size()), "batches");
+  for (int64_t id : proof.sample_ids)
+    if (id < 0 || id >= s.dataset_size)
+      r["sample_ids"].fail("holds sample " + std::to_string(id) + " outside the dataset of " +
+                           std::to_string(s.dataset_size));
+  if (proof.step != s.global_step)
+    r["step"].fail("is " + std::to_string(proof.step) + ", train_state.global_step " + std::to_string(s.global_step));
+  if (!proof.batch_sizes.empty()) {
+    length_is(r["rank_digests"], proof.rank_digests.size(), proof.world_size, "world_size");
+    if (static_cast<int64_t>(proof.probe_samples.size()) > proof.batch_sizes.front())
+      r["probe_samples"].fail("holds more samples than the first batch");
+  }
+  s.proof_batches = proof.batch_sizes.size();
+}
+
 }  // namespace
 
 const std::vector<ComponentSpec>& checkpoint_components() {
   using namespace ckpt_key;
   static const std::vector<ComponentSpec> table = {
-      {kConfig, 3, "the full resolved config (version 2 added save_timeout_s, 3 async_save)", check_config},
+      {kConfig, 4,
+       "the full resolved config (version 2 added save_timeout_s, 3 async_save, 4 proof_batches, allow_data_drift, "
+       "deadline, deadline_margin_s, deadline_refresh_s)",
+       check_config},
       {kVocabulary, 1, "grapheme and phoneme symbols: what each embedding row means", check_vocabulary},
       {kData, 1, "training-set size and fingerprint: a resume on other data is refused", check_data},
       {kModel, 1, "parameters and buffers by name", check_model},
@@ -161,6 +188,8 @@ const std::vector<ComponentSpec>& checkpoint_components() {
       {kTrainState, 2, "step, epoch, best metric and its step (version 2 added eval_pending)", check_train_state},
       {kHistory, 1, "per step, epoch and evaluation: losses, LR, WER/PER, resume points", check_history},
       {kRng, 1, "CPU (and CUDA) generator state of every rank (last: fresh ranks seed from the step)", check_rng},
+      {kResumeProof, 1, "the next batches' sample ids and digests, the last loss, a probe loss: what a resume checks",
+       check_resume_proof, /*optional=*/true},
   };
   return table;
 }
@@ -179,6 +208,10 @@ std::map<std::string, int64_t> component_versions(const LoadedCheckpoint& ck) {
   for (const auto& spec : checkpoint_components()) {
     known.insert(spec.name);
     auto it = saved.find(spec.name);
+    if (spec.optional && !root.has(spec.name)) {
+      out[spec.name] = 0;
+      continue;
+    }
     int64_t v = it == saved.end() ? 1 : it->second;
     if (v > spec.version)
       throw CheckpointError(ck.path + ": component '" + spec.name + "' is version " + std::to_string(v) +
@@ -208,7 +241,8 @@ CheckpointSummary summarize_checkpoint(const LoadedCheckpoint& ck) {
   s.world_size = root[ckpt_key::kWorldSize].to_int();
   if (s.world_size < 1) root[ckpt_key::kWorldSize].fail("expected >= 1");
   s.component_versions = component_versions(ck);
-  for (const auto& spec : checkpoint_components()) spec.check(root[spec.name], s);
+  for (const auto& spec : checkpoint_components())
+    if (!spec.optional || root.has(spec.name)) spec.check(root[spec.name], s);
 
   // Positions that must agree across components.
   if (s.schedule_step != s.global_step)
@@ -253,7 +287,14 @@ StateDict save_components(const StatefulMap& live, int64_t world_size) {
 void load_components(const LoadedCheckpoint& ck, const StatefulMap& live, std::vector<std::string>& notes) {
   component_versions(ck);  // refuses what is newer than this trainer
   StateReader root(ck.root, ck.path);
-  for (const auto& spec : checkpoint_components()) live.at(spec.name).load_state_dict(root[spec.name], notes);
+  for (const auto& spec : checkpoint_components()) {
+    if (spec.optional && !root.has(spec.name)) {
+      notes.push_back(std::string(spec.name) + ": not in this file (written before it existed), so this resume is "
+                                                 "not checked against a record");
+      continue;
+    }
+    live.at(spec.name).load_state_dict(root[spec.name], notes);
+  }
 }
 
 }  // namespace resumable

@@ -56,13 +56,17 @@ RunPlan plan_run(TrainConfig cfg, const CliArgs& cli, Distributed& dist) {
   }
   std::vector<std::string> errors;
   for (const auto& d : diff_configs(saved, plan.config)) {
-    bool fatal = d.role == FieldRole::kArchitecture ||
-                 (d.role == FieldRole::kData && plan.resume.kind == ResumePlan::Kind::kResume && !cli.eval);
-    if (fatal) errors.push_back(d.field + ": saved " + d.saved + ", given " + d.given);
+    const bool resuming = plan.resume.kind == ResumePlan::Kind::kResume && !cli.eval;
+    const bool data = d.role == FieldRole::kData && resuming;
+    // New data or a new seed on purpose: the Trainer notes it, and the resume proof reports the
+    // drift instead of stopping.
+    if (d.role == FieldRole::kArchitecture || (data && !plan.config.allow_data_drift))
+      errors.push_back(d.field + ": saved " + d.saved + ", given " + d.given);
   }
   if (!errors.empty())
     throw CheckpointError(ck.path + ": does not fit this config (" + list_text(errors) +
-                          "); resume with the saved values, or start a new run (--init-from loads weights only)");
+                          "); resume with the saved values, pass --allow-data-drift if new data or a new seed is intended, or start a "
+                          "new run (--init-from loads weights only)");
   return plan;
 }
 

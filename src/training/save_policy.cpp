@@ -12,6 +12,7 @@ SavePolicy::SavePolicy(const TrainConfig& cfg)
 
 const char* SavePolicy::reason(const StepEvents& e) const {
   if (e.stop) return "stop signal";
+  if (e.deadline) return "deadline";
   if (e.finished) return "end of training";
   if (e.max_steps) return "max_steps";
   if (e.new_best) return "new best";

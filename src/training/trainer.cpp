@@ -157,6 +157,12 @@ void Trainer::build_model() {
   torch::manual_seed(static_cast<uint64_t>(cfg_.seed));
   model_ = G2PTransformer(o);
   model_->to(device_);
+  if (dist_.is_main() && cfg_.async_save) {
+    // Made before the streams are seeded, so its initialization draws nothing training would; its
+    // own weights are dropped at once (each probe points it at a snapshot's).
+    probe_model_ = G2PTransformer(o);
+    for (auto& p : probe_model_->parameters()) p.set_data(at::empty({0}, p.options()));
+  }
   seed_rng(cfg_.seed, dist_.rank(), device_.is_cuda());
   optimizer_ = std::make_unique<ForeachAdamW>(
       model_->parameters(), torch::optim::AdamWOptions(cfg_.lr)
@@ -196,15 +202,6 @@ void Trainer::start_fresh() {
                s.min_lr);
 }
 
-std::string Trainer::data_fingerprint() const {
-  XXH64 h;
-  for (const auto& ex : corpus_.train) {
-    h.update(ex.word.data(), ex.word.size() + 1);
-    for (const auto& p : ex.phonemes) h.update(p.data(), p.size() + 1);
-  }
-  return "xxh64:" + hex64(h.digest());
-}
-
 // Each component of the checkpoint: its save and its load. The schema (checkpoint_schema.cpp) says
 // which components there are, in which order they load, and checks their layout.
 void Trainer::register_components() {
@@ -228,13 +225,17 @@ void Trainer::register_components() {
                           StateDict data = new_state_dict();
                           data.insert("train_samples", static_cast<int64_t>(corpus_.train.size()));
                           data.insert("train_words", static_cast<int64_t>(corpus_.train_words));
-                          data.insert("fingerprint", data_fingerprint());
+                          data.insert("fingerprint", training_data_fingerprint(corpus_));
                           return c10::IValue(data);
                         },
                         [this](const StateReader& r, std::vector<std::string>&) {
-                          if (r["fingerprint"].to_string() != data_fingerprint())
+                          if (r["fingerprint"].to_string() == training_data_fingerprint(corpus_)) return;
+                          if (!cfg_.allow_data_drift)
                             r["fingerprint"].fail("the training data differs from the checkpoint's (same dictionary, "
-                                                  "val/test fractions and limit_words are needed to resume)");
+                                                  "val/test fractions and limit_words are needed to resume; "
+                                                  "--allow-data-drift if new data is intended)");
+                          if (dist_.is_main())
+                            log::warn("resumed on other training data than the checkpoint's (--allow-data-drift)");
                         }};
   components_[kModel] = {[this] { return c10::IValue(model_state_dict(*model_)); },
                          [this](const StateReader& r, std::vector<std::string>&) { load_model_state_dict(*model_, r); }};
@@ -254,12 +255,46 @@ void Trainer::register_components() {
                               }};
   components_[kSampler] = {[this] { return c10::IValue(to_state_dict(sampler_->state())); },
                            [this](const StateReader& r, std::vector<std::string>& notes) {
+                             SamplerState saved = from_state_dict<SamplerState>(r, &notes);
+                             // Test-only switch: RESUMABLE_TEST_SAMPLER_SKEW=N moves the restored cursor by N
+                             // samples, the off-by-one of a broken resume, which the resume proof must catch.
+                             if (const char* skew = std::getenv("RESUMABLE_TEST_SAMPLER_SKEW"))
+                               saved.cursor += std::atoll(skew);
+                             if (cfg_.allow_data_drift) {
+                               // New data or a new seed, on purpose: the new order, from the saved epoch.
+                               saved.seed = cfg_.seed;
+                               if (saved.dataset_size != sampler_->dataset_size()) {
+                                 if (dist_.is_main())
+                                   log::warn("sampler: {} samples saved, {} now (--allow-data-drift): epoch {} starts "
+                                             "over on the new data",
+                                             saved.dataset_size, sampler_->dataset_size(), saved.epoch);
+                                 saved.dataset_size = sampler_->dataset_size();
+                                 saved.cursor = 0;
+                               }
+                             }
                              try {
-                               sampler_->load_state(from_state_dict<SamplerState>(r, &notes));
+                               sampler_->load_state(saved);
                              } catch (const std::invalid_argument& e) {
                                r.fail(e.what());
                              }
                            }};
+  components_[kResumeProof] = {[this] {
+                                 ResumeProof proof = record_resume_proof(
+                                     *sampler_, cfg_.proof_batches, data_, dist_.world_size(), model_, device_,
+                                     state_.global_step,
+                                     state_.history.train_loss.empty() ? 0.0 : state_.history.train_loss.back(),
+                                     /*probe=*/!defer_probe_);
+                                 // Test-only switch: RESUMABLE_TEST_PROBE_OFFSET=X records a probe loss X off,
+                                 // as if the weights written were not those it was computed with, which
+                                 // `ckpt verify --deep` must report. Unset in real runs.
+                                 if (const char* offset = std::getenv("RESUMABLE_TEST_PROBE_OFFSET"))
+                                   proof.probe_loss += std::atof(offset);
+                                 return c10::IValue(to_state_dict(proof));
+                               },
+                               [this](const StateReader& r, std::vector<std::string>& notes) {
+                                 ResumeProof proof = from_state_dict<ResumeProof>(r, &notes);
+                                 if (!proof.batch_sizes.empty()) verifier_.emplace(std::move(proof));
+                               }};
   components_[kTrainState] = {[this] { return c10::IValue(to_state_dict(state_)); },
                               [this](const StateReader& r, std::vector<std::string>& notes) {
                                 state_ = from_state_dict<TrainState>(r, &notes);
@@ -309,11 +344,14 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   auto load_start = Clock::now();
   load_components(ck, components_, defaults);
   const double load_seconds = seconds_since(load_start);
+  resume_read_seconds_ = ck.read_seconds;
   const int64_t saved_world = StateReader(ck.root, ck.path)[ckpt_key::kWorldSize].to_int();
 
   // --- what changed since the checkpoint
   std::vector<std::string> notes;
   for (const auto& d : diff_configs(saved, cfg_)) {
+    if (d.role == FieldRole::kData && cfg_.allow_data_drift)
+      notes.push_back(d.field + " " + d.saved + " -> " + d.given + " (--allow-data-drift)");
     if (d.role == FieldRole::kTuning || d.role == FieldRole::kSchedule)
       notes.push_back(d.field + " " + d.saved + " -> " + d.given +
                       (d.field.rfind("warmup", 0) == 0 ? " (ignored: the saved warmup is kept)" : ""));
@@ -431,17 +469,38 @@ int Trainer::train_until_stop() {
     for (const auto& p : model_->parameters()) bytes += 3 * p.nbytes();
     arena_ready_ = std::async(std::launch::async, [bytes] { return std::make_shared<SnapshotArena>(bytes); });
   }
+  if (dist_.is_main()) {
+    // Rank 0 alone watches the clock (one squeue per job); its decision reaches the others
+    // through the per-step allreduce.
+    const char* job = std::getenv("SLURM_JOB_ID");
+    deadline_ = std::make_unique<Deadline>(
+        Deadline::Options{cfg_.deadline, job ? job : "", cfg_.deadline_refresh_s, started_});
+    if (!deadline_->watched()) {
+      deadline_.reset();
+    } else if (auto end = deadline_->end()) {
+      log::info("deadline: {} ({}){}: saves and exits 75 when less than 2 saves + a step + {:.0f}s margin are left",
+                iso_local_time(*end), deadline_->source(),
+                deadline_->source() == "--deadline" ? "" : fmt::format(", read every {:.0f}s", cfg_.deadline_refresh_s),
+                effective_margin(cfg_.deadline_margin_s, std::chrono::duration<double>(*end - started_).count()));
+    } else {
+      log::info("deadline: {} gives no end time (no time limit?); read again every {:.0f}s", deadline_->source(),
+                cfg_.deadline_refresh_s);
+    }
+  }
   last_report_time_ = last_step_time_ = Clock::now();
   StepProfiler profiler(dist_.is_main(), device_.is_cuda());
   while (true) {
     profiler.before_step(state_.global_step + 1);
-    StepResult r = train_step(sampler_->next_global_batch());
+    const std::vector<int64_t> global_batch = sampler_->next_global_batch();
+    if (verifier_ && !verify_resumed_batch(global_batch)) return exit_code::kRuntimeError;
+    StepResult r = train_step(global_batch);
     const double lr = schedule_.lr_at(state_.global_step);
     state_.record_step(r.loss_sum, r.tokens, lr, r.samples);
     profiler.after_step(state_.global_step);
     schedule_.advance();
     samples_since_report_ += r.samples;
     const double step_seconds = seconds_since(last_step_time_);
+    step_seconds_.add(step_seconds);
     if (metrics_)
       metrics_->step(state_.global_step, state_.epoch, state_.history.train_loss.back(), lr,
                      step_seconds > 0 ? r.samples / step_seconds : 0.0);
@@ -456,7 +515,8 @@ int Trainer::train_until_stop() {
     ev.finished = state_.epoch >= cfg_.epochs || state_.global_step >= schedule_.state().total_steps;
     ev.max_steps = cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps;
     ev.minutes_due = r.minutes_due;
-    const bool stopping = ev.finished || ev.max_steps || ev.stop;
+    ev.deadline = r.deadline;
+    const bool stopping = ev.finished || ev.max_steps || ev.stop || ev.deadline;
     report_progress(r, stopping || ev.epoch_ended);
 
     auto give_up = [this] {
@@ -500,7 +560,79 @@ int Trainer::train_until_stop() {
                    state_.has_best ? fmt::format("{:.4f} (step {})", state_.best_metric, state_.best_step) : "none");
       return exit_code::kDone;
     }
+    if (ev.deadline) {
+      if (dist_.is_main())
+        log::warn("deadline: {}: checkpoint saved at step {}, exit {} (resume to continue)", deadline_note_,
+                  state_.global_step, exit_code::kStoppedBySignal);
+      return exit_code::kStoppedBySignal;
+    }
   }
+}
+
+bool Trainer::verify_resumed_batch(const std::vector<int64_t>& global_batch) {
+  ResumeVerifier& v = *verifier_;
+  const bool first = v.first();
+  const int64_t saved_world = v.recorded().world_size;
+  // Ids and words: every rank knows the whole global batch, so all find the same.
+  std::string problem = v.compare_next(global_batch, data_);
+  if (problem.empty() && first && saved_world == dist_.world_size()) {
+    // Each rank's own tensors, gathered so that every rank knows which differ and all stop alike.
+    Batch mine = collate_rank_share(data_, global_batch, dist_.rank(), dist_.world_size(), c10::Device(c10::kCPU));
+    std::vector<int64_t> digests;
+    for (const auto& d : dist_.all_gather(at::tensor({static_cast<int64_t>(batch_tensor_digest(mine))}, at::kLong)))
+      digests.push_back(d.item<int64_t>());
+    problem = v.compare_first_batch_digests(digests);
+  }
+  if (!problem.empty()) {
+    verifier_.reset();
+    // Every rank knows the same (the digests were gathered): rank 0 says it once.
+    if (cfg_.allow_data_drift) {
+      if (dist_.is_main()) log::warn("resume proof: {} (allowed by --allow-data-drift)", problem);
+      return true;
+    }
+    if (dist_.is_main())
+      log::error("resume proof failed: {}; this resume would not continue the run exactly (stopping before that "
+               "batch; pass --allow-data-drift if the change is intended)",
+               problem);
+    return false;
+  }
+  if (v.done()) {
+    log::info("resume verified: next {} batches identical ({} rank{}{})", v.batches(), dist_.world_size(),
+              dist_.world_size() == 1 ? "" : "s",
+              saved_world == dist_.world_size()
+                  ? ""
+                  : fmt::format("; saved by {}, so each rank's tensors were not compared", saved_world));
+    verifier_.reset();
+  }
+  return true;
+}
+
+double Trainer::expected_save_seconds() const {
+  if (!save_seconds_.empty()) return save_seconds_.value();
+  // No save measured yet: the model, AdamW's two moments, at a slow 100 MB/s, or what reading
+  // the checkpoint took on resume, whichever is more.
+  double bytes = 0;
+  for (const auto& p : model_->parameters()) bytes += 3.0 * static_cast<double>(p.nbytes());
+  return std::max(bytes / 100e6, resume_read_seconds_);
+}
+
+bool Trainer::deadline_near() {
+  if (!deadline_) return false;
+  const auto end = deadline_->end();
+  if (!end) return false;
+  const double left = std::chrono::duration<double>(*end - WallClock::now()).count();
+  // The next step ends the epoch: its validation runs before the next chance to save.
+  const bool validation_next = sampler_->remaining_steps_in_epoch() <= 1 &&
+                               ((state_.epoch + 1) % cfg_.eval_every_epochs == 0 || state_.epoch + 1 >= cfg_.epochs);
+  const double save = expected_save_seconds();
+  const double step = step_seconds_.value() + (validation_next ? validation_seconds_ : 0.0);
+  const double margin =
+      effective_margin(cfg_.deadline_margin_s, std::chrono::duration<double>(*end - started_).count());
+  if (!deadline_due(left, save, step, margin)) return false;
+  deadline_note_ = fmt::format("{:.0f}s left until {} ({}), less than 2 x {:.2f}s to save + {:.2f}s {} + {:.0f}s margin",
+                               left, iso_local_time(*end), deadline_->source(), save, step,
+                               validation_next ? "for a step and the validation" : "for a step", margin);
+  return true;
 }
 
 bool Trainer::run_pending_validation() {
@@ -516,27 +648,16 @@ bool Trainer::run_pending_validation() {
 }
 
 Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch) {
-  // This rank's share; a rank left without samples trains on a zero-weight placeholder so that
-  // every rank still joins the gradient allreduce.
+  // This rank's share (a rank left without samples trains on a zero-weight placeholder).
   std::vector<int64_t> mine = DistributedSampler::rank_share(global_batch, dist_.rank(), dist_.world_size());
   trace_samples(mine);
-  std::vector<const EncodedExample*> examples;
-  std::vector<float> weights;
-  for (int64_t i : mine) {
-    examples.push_back(&data_.train[static_cast<size_t>(i)]);
-    weights.push_back(1.0f);
-  }
-  if (examples.empty()) {
-    examples.push_back(&data_.train[static_cast<size_t>(global_batch.front())]);
-    weights.push_back(0.0f);
-  }
   // Every rank knows the whole global batch, so each normalizes by the global token count; the
   // reducer's average over ranks then gives exactly the mean over all tokens of the step.
   double global_tokens = 0;
   for (int64_t i : global_batch) global_tokens += EncodedCorpus::target_tokens(data_.train[static_cast<size_t>(i)]);
   dump_batch(mine, global_tokens);
 
-  Batch batch = collate(examples, weights, device_);
+  Batch batch = collate_rank_share(data_, global_batch, dist_.rank(), dist_.world_size(), device_);
   const double lr = schedule_.current_lr();
   for (auto& g : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
   model_->train();
@@ -575,9 +696,10 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   if (dist_.is_main()) poll_background_save();
   const bool saved = unreported_save_ && *unreported_save_, failed = unreported_save_ && !*unreported_save_;
   unreported_save_.reset();
+  const bool deadline = dist_.is_main() && deadline_near();
   at::Tensor stats = at::tensor({loss_sum.item<double>(), batch.tokens, pending_stop_signal() ? 1.0 : 0.0,
                                  minutes_due ? 1.0 : 0.0, in_flight_ ? 1.0 : 0.0, saved ? 1.0 : 0.0,
-                                 failed ? 1.0 : 0.0},
+                                 failed ? 1.0 : 0.0, deadline ? 1.0 : 0.0},
                                 at::kDouble);
   dist_.all_reduce_sum(stats);
   auto s = stats.accessor<double, 1>();
@@ -590,6 +712,7 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   r.save_in_flight = s[4] > 0;
   r.background_saved = s[5] > 0;
   r.background_failed = s[6] > 0;
+  r.deadline = s[7] > 0;
   return r;
 }
 
@@ -629,6 +752,7 @@ std::optional<EvalResult> Trainer::validate() {
                                                      [] { return pending_stop_signal() != 0; });
   // Evaluation time must not count as training throughput.
   last_report_time_ += std::chrono::duration_cast<Clock::duration>(Clock::now() - start);
+  validation_seconds_ = seconds_since(start);
   return r;
 }
 
@@ -731,8 +855,12 @@ std::string Trainer::write_checkpoint_on_main(const char* reason, const std::str
     meta.saved_at = static_cast<int64_t>(std::time(nullptr));
     // On the CPU the state dicts alias the live tensors: a synchronous save writes them while
     // training waits, a background one copies them first (below).
+    // A background save's probe runs on its writer thread, from the snapshot.
+    defer_probe_ = background && probe_model_;
     job->built = PendingBest{save_components(components_, dist_.world_size()), meta};
+    defer_probe_ = false;
   } catch (const std::exception& e) {
+    defer_probe_ = false;
     log::error("checkpoint not saved ({}): {}; the last good checkpoint is untouched", reason, e.what());
     return std::string("F") + e.what();
   }
@@ -762,6 +890,14 @@ std::string Trainer::write_checkpoint_on_main(const char* reason, const std::str
       throw;
     }
     copied->set_value();
+    if (probe_model_) {
+      try {
+        fill_snapshot_probe(probe_model_, j->built.state, data_);
+      } catch (const std::exception& e) {
+        log::warn("step {}: the resume proof's probe loss could not be computed ({}); saved without it",
+                  j->built.meta.step, e.what());
+      }
+    }
     return write_save_at_low_priority(*j);
   });
   in_flight_ = std::move(job);
@@ -801,6 +937,7 @@ std::string Trainer::finish_save(SaveJob& job, const std::function<SaveReport()>
     SaveReport r = result();
     keep_arena();
     save_policy_.saved();
+    save_seconds_.add(background ? r.written.seconds + job.paused_seconds : seconds_since(save_started_));
     if (r.best_published) {
       // A background save's best.pt is this job's step; a newer best found meanwhile is still to come.
       if (!state_.has_best || state_.best_step <= step) best_unpublished_ = false;

@@ -32,17 +32,20 @@ def test_a_checkpoint_of_the_previous_main_verifies_and_resumes(tmp_path):
     assert rc == 0 and out.startswith("OK"), out
     rc, out = trainer("ckpt", "info", old, "--json")
     info = json.loads(out)
-    assert rc == 0 and info["step"] == 12 and set(info["component_versions"].values()) == {1}
+    versions = info["component_versions"]
+    assert rc == 0 and info["step"] == 12 and versions.pop("resume_proof") == 0  # absent: written before it existed
+    assert set(versions.values()) == {1}
 
     rc, log = trainer("--resume", old, "--run-dir", tmp_path / "run", "--max-steps", 15)
     assert rc == 0, log
     assert "older checkpoint: config.save_timeout_s: not in this file (written before it existed), using its default 1800" in log
     assert "older checkpoint: train_state.eval_pending: not in this file (written before it existed), using its default false" in log
+    assert "older checkpoint: resume_proof: not in this file (written before it existed), so this resume is not checked" in log
     assert "older checkpoint: config.async_save: not in this file (written before it existed), using its default true" in log
     after = load(tmp_path / "run" / "checkpoints" / "last.pt")
     assert after["train_state"]["global_step"] == 15 and after["history"]["resumed_at_step"].tolist() == [12]
     assert torch.equal(after["history"]["train_loss"][:12], before["history"]["train_loss"])
-    assert after["component_versions"]["train_state"] == 2 and after["component_versions"]["config"] == 3
+    assert after["component_versions"]["train_state"] == 2 and after["component_versions"]["config"] == 4
     assert after["train_state"]["eval_pending"] is False and after["config"]["save_timeout_s"] == 1800.0
     rc, out = trainer("ckpt", "verify", tmp_path / "run" / "checkpoints" / "last.pt")
     assert rc == 0, out

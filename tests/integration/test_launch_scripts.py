@@ -302,12 +302,12 @@ class SlurmJob:
     """launch/slurm.sbatch (or `script`) on configs/tiny.json, 2 tasks of 1 CPU (the whole node), for
     1000 epochs: it only ends when it is stopped."""
 
-    def __init__(self, slurm, tmp_path, sbatch_args=(), script=None):
+    def __init__(self, slurm, tmp_path, sbatch_args=(), script=None, trainer_args=()):
         self.env, self.out, self.run_dir = slurm, tmp_path / "job.out", tmp_path / "run"
         submit = subprocess.run(
             ["sbatch", "--parsable", "--ntasks-per-node=2", "--cpus-per-task=1", "--gpus-per-task=0", *sbatch_args,
              f"--output={self.out}", f"--chdir={ROOT}", str(script or LAUNCH / "slurm.sbatch")] + ENDLESS +
-            ["--run-dir", str(self.run_dir)],
+            ["--run-dir", str(self.run_dir), *trainer_args],
             env=dict(slurm, TRAINER=TRAINER, RESUMABLE_HOME=str(ROOT)), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, timeout=60)
         assert submit.returncode == 0, submit.stdout
@@ -347,8 +347,8 @@ def slurm_job(slurm, tmp_path):
     """Submits SlurmJobs; every one is cancelled for good at the end, so the next test finds the node free."""
     jobs = []
 
-    def submit(*sbatch_args, script=None):
-        jobs.append(SlurmJob(slurm, tmp_path, sbatch_args, script))
+    def submit(*sbatch_args, script=None, trainer_args=()):
+        jobs.append(SlurmJob(slurm, tmp_path, sbatch_args, script, trainer_args))
         return jobs[-1]
     yield submit
     for job in jobs:
@@ -428,21 +428,27 @@ def test_slurm_time_limit_warning_saves_requeues_and_resumes(slurm_job):
     """--signal=B:USR1@20 with a 1-minute limit: the warning reaches the batch shell 50-20 s before
     the limit (the controller looks every 30 s and sends it up to 30 s early; @20 keeps it after
     the trainer's start); the job saves and requeues itself."""
-    job = slurm_job("--time=1", "--signal=B:USR1@20")
+    # --deadline none: the trainer's own deadline-aware save would otherwise come first (below).
+    job = slurm_job("--time=1", "--signal=B:USR1@20", trainer_args=["--deadline", "none"])
     _, seen = assert_saved_requeued_resumed(job, timeout=100)
     assert seen == {"SIGUSR1"}
     assert "DUE TO TIME LIMIT" not in job.output()
 
 
-def test_slurm_time_limit_without_warning_saves_requeues_and_resumes(slurm_job, tmp_path):
-    """No --signal (the script without its #SBATCH --signal line): at the limit (up to 30 s late)
-    every process gets SIGTERM and SIGKILL KillWait later; the ranks save in between and the script
-    requeues the TIMEOUT job."""
+def script_without_signal(tmp_path):
+    """launch/slurm.sbatch without its #SBATCH --signal line: no warning before the time limit."""
     script = tmp_path / "no-warning.sbatch"
     text = (LAUNCH / "slurm.sbatch").read_text()
     assert "#SBATCH --signal=" in text
     script.write_text(re.sub(r"(?m)^#SBATCH --signal=.*\n", "", text))
-    job = slurm_job("--time=1", script=script)
+    return script
+
+
+def test_slurm_time_limit_without_warning_saves_requeues_and_resumes(slurm_job, tmp_path):
+    """No --signal, and the trainer's own deadline off: at the limit (up to 30 s late)
+    every process gets SIGTERM and SIGKILL KillWait later; the ranks save in between and the script
+    requeues the TIMEOUT job."""
+    job = slurm_job("--time=1", script=script_without_signal(tmp_path), trainer_args=["--deadline", "none"])
     job.wait_for("DUE TO TIME LIMIT", timeout=150)
     _, seen = assert_saved_requeued_resumed(job, timeout=30)
     assert seen <= {"SIGTERM", "SIGUSR1"}
@@ -461,3 +467,46 @@ def test_slurm_preemption_by_a_higher_tier_partition_saves_and_resumes(slurm_job
     _, seen = assert_saved_requeued_resumed(job)
     assert seen <= {"SIGTERM", "SIGUSR1"}
     assert "DUE TO PREEMPTION" in job.output()
+
+
+def assert_deadline_save_requeued_and_verified(job, timeout):
+    """The trainer saved at the deadline it read from Slurm, before any signal or the time limit,
+    exited 75; the script requeued the job; the requeued run resumed at that step and its resume
+    proof passed. Returns the deadline line."""
+    job.wait_for("[slurm] trainer exited", timeout)
+    log = job.output()
+    assert "[slurm] trainer exited 75" in log, log[-3000:]
+    first = log.split("[slurm] trainer exited 75")[0]
+    deadline = re.search(r"warning: deadline: (\d+)s left until \S+ \(Slurm job \d+ \(squeue\)\), less than .*: "
+                         r"checkpoint saved at step (\d+), exit 75", first)
+    assert deadline, first[-3000:]
+    assert "stopped by SIG" not in first and "DUE TO TIME LIMIT" not in first and "received" not in first, first[-3000:]
+    job.wait_for("resume verified", timeout=90)
+    log = job.output()
+    assert "requeueing job" in log and "restart 1 on" in log
+    resumed = re.search(r"resumed from .*?: epoch \d+, step (\d+)", log)
+    assert resumed and resumed.group(1) == deadline.group(2), log[-3000:]
+    assert "resume verified: next 4 batches identical (2 ranks)" in log
+    return deadline
+
+
+def test_slurm_deadline_saves_requeues_and_resumes_without_any_signal(slurm_job, tmp_path):
+    """--time=2 and no --signal: the trainer reads the job's end from squeue and, when two saves, a
+    step and the margin no longer fit, saves and exits 75 by itself; nothing is signalled."""
+    job = slurm_job("--time=2", script=script_without_signal(tmp_path), trainer_args=["--deadline-margin-s", "20"])
+    job.wait_for("(Slurm job", timeout=60)
+    assert re.search(r"info: deadline: \S+ \(Slurm job \d+ \(squeue\)\), read every 60s: saves and exits 75 when "
+                     r"less than 2 saves \+ a step \+ 20s margin are left", job.output()), job.output()[-3000:]
+    line = assert_deadline_save_requeued_and_verified(job, timeout=150)
+    assert 19 <= int(line.group(1)) <= 21, line.group(0)
+
+
+def test_slurm_deadline_follows_a_time_limit_moved_by_scontrol_update(slurm_job, tmp_path):
+    """The limit is cut from 10 minutes to 1 while the job runs: the trainer reads the new end time
+    (every 2 s here) and saves before it."""
+    job = slurm_job("--time=10", script=script_without_signal(tmp_path),
+                    trainer_args=["--deadline-margin-s", "10", "--deadline-refresh-s", "2"])
+    job.wait_for("step 20/", timeout=60)
+    subprocess.run(["scontrol", "update", f"JobId={job.id}", "TimeLimit=1"], env=job.env, check=True, timeout=60)
+    line = assert_deadline_save_requeued_and_verified(job, timeout=90)
+    assert int(line.group(1)) <= 11, line.group(0)

@@ -79,6 +79,11 @@ struct TrainConfig {
   bool force = false;                    // with resume_from=never: set an existing run aside
   int64_t max_failed_saves = 3;  // stop after this many consecutive failed periodic saves
   int64_t log_every_steps = 50;  // progress line every N steps
+  int64_t proof_batches = 4;     // next global batches each checkpoint records for the resume proof (0 = none)
+  bool allow_data_drift = false; // a resume may draw other batches than its checkpoint recorded
+  std::string deadline;          // the job's end: seconds from the start or a local ISO time ("" = Slurm's)
+  double deadline_margin_s = 60; // kept free before the deadline beyond two saves and a step
+  double deadline_refresh_s = 60; // how often Slurm's end time is read again (scontrol update moves it)
 
   // Name used for the default run directory: the config file's stem, or "default".
   std::string name = "default";

@@ -43,6 +43,11 @@ struct Batch {
 // `weights[i]` scales sample i's loss; 0 marks a placeholder that keeps an idle rank in step.
 Batch collate(const std::vector<const EncodedExample*>& examples, const std::vector<float>& weights,
               const c10::Device& device);
+// One rank's part of a global batch, collated: every world_size-th sample from `rank`
+// (DistributedSampler::rank_share), or, when the batch has fewer samples than ranks, its first
+// sample with weight 0, so that the rank still joins the gradient allreduce.
+Batch collate_rank_share(const EncodedCorpus& data, const std::vector<int64_t>& global_batch, int rank,
+                         int world_size, const c10::Device& device);
 // Padded [B,S] sources for decoding.
 at::Tensor collate_sources(const std::vector<const std::vector<int64_t>*>& sources, const c10::Device& device);
 

@@ -50,4 +50,8 @@ struct G2PCorpus {
 G2PCorpus build_corpus(const std::vector<Pronunciation>& entries, double val_fraction,
                        double test_fraction, size_t limit_words = 0);
 
+// "xxh64:<hex>" of the training split's words and pronunciations in order: a checkpoint records
+// it, and a resume on other data is refused (unless --allow-data-drift).
+std::string training_data_fingerprint(const G2PCorpus& corpus);
+
 }  // namespace resumable

@@ -34,6 +34,7 @@ inline constexpr char kSampler[] = "sampler";
 inline constexpr char kTrainState[] = "train_state";
 inline constexpr char kHistory[] = "history";
 inline constexpr char kRng[] = "rng";
+inline constexpr char kResumeProof[] = "resume_proof";
 // the file's own
 inline constexpr char kFormatVersion[] = "format_version";
 inline constexpr char kTrainerVersion[] = "trainer_version";
@@ -64,6 +65,7 @@ struct CheckpointSummary {
   int64_t best_step = -1;
   bool eval_pending = false;
   size_t history_steps = 0;
+  size_t proof_batches = 0;     // next global batches the resume proof recorded (0: none)
   size_t history_epochs = 0;
   size_t history_evals = 0;
   std::vector<int64_t> resumed_at_step;
@@ -80,10 +82,14 @@ struct ComponentSpec {
   // Layout and range checks of the loaded component, filling what the summary shows of it.
   // Throws CheckpointError naming the field.
   void (*check)(const StateReader& component, CheckpointSummary& summary);
+  // Added after files were written without it: such files lack it (version 0), and their loads
+  // go on without it (the note says so).
+  bool optional = false;
 };
 const std::vector<ComponentSpec>& checkpoint_components();
 
-// Each component's version in `ck` (1 where the file predates versions). Throws CheckpointError
+// Each component's version in `ck` (1 where the file predates versions, 0 for an optional
+// component the file lacks). Throws CheckpointError
 // (kIncompatible) for a component newer than this trainer's.
 std::map<std::string, int64_t> component_versions(const LoadedCheckpoint& ck);
 

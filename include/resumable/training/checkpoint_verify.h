@@ -3,6 +3,9 @@
 // tensor of the wrong shape, dtype or name is found before a resume commits to the file.
 #pragma once
 
+#include <cmath>
+#include <string>
+
 #include "resumable/data/vocabulary.h"
 #include "resumable/model/model.h"
 #include "resumable/training/checkpoint_schema.h"
@@ -20,5 +23,19 @@ struct SavedModel {
   G2PTransformer model{nullptr};
 };
 SavedModel load_saved_model(const LoadedCheckpoint& ck);
+
+// `ckpt verify --deep`: the resume proof's probe loss recomputed on the CPU from the checkpoint's
+// weights and the training data (the saved config's file, or `data_path`), against the recorded
+// one. Throws CheckpointError when the data is not the run's (fingerprint, vocabulary).
+struct DeepVerification {
+  bool recorded = false;  // the file holds a probe (trainers before the resume proof wrote none)
+  double recorded_loss = 0, recomputed_loss = 0, tolerance = 0;
+  int64_t samples = 0, tokens = 0;
+  std::string recorded_on;  // device of the save
+  double last_loss = 0;     // the last step's training loss (dropout on: not recomputable)
+  std::string data;         // the data file used
+  bool ok() const { return !recorded || std::abs(recomputed_loss - recorded_loss) <= tolerance; }
+};
+DeepVerification deep_verify_checkpoint(const LoadedCheckpoint& ck, const std::string& data_path = "");
 
 }  // namespace resumable

@@ -22,13 +22,14 @@ struct StepEvents {
   bool finished = false;      // the schedule or the epochs are done
   bool max_steps = false;     // --max-steps reached
   bool minutes_due = false;   // rank 0's clock: save_every_minutes passed
+  bool deadline = false;      // rank 0's clock: the job's end leaves room for one more save only
 };
 
 class SavePolicy {
  public:
   explicit SavePolicy(const TrainConfig& cfg);
 
-  // Why a save is due now ("stop signal", "end of training", "max_steps", "new best",
+  // Why a save is due now ("stop signal", "deadline", "end of training", "max_steps", "new best",
   // "periodic"), or nullptr when none is.
   const char* reason(const StepEvents& e) const;
   // Rank 0's clock, for StepEvents::minutes_due.

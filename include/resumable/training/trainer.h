@@ -32,6 +32,8 @@
 #include "resumable/model/model.h"
 #include "resumable/metrics/metrics_log.h"
 #include "resumable/training/checkpoint_schema.h"
+#include "resumable/training/deadline.h"
+#include "resumable/training/resume_verifier.h"
 #include "resumable/training/resume_planner.h"
 #include "resumable/training/run_plan.h"
 #include "resumable/training/save_policy.h"
@@ -66,6 +68,7 @@ class Trainer {
     int64_t samples = 0;
     bool stop_requested = false;  // a rank received a stop signal
     bool minutes_due = false;     // rank 0's clock says save_every_minutes has passed
+    bool deadline = false;        // rank 0: the job's end leaves room for one more save only
     // Rank 0's background save, as of this step's allreduce.
     bool save_in_flight = false;  // still writing: a new save must wait for it
     bool background_saved = false, background_failed = false;  // one finished since the last step
@@ -102,6 +105,14 @@ class Trainer {
   // The validation of a finished epoch that a stop interrupted, then a save; false if stopped again.
   bool run_pending_validation();
   StepResult train_step(const std::vector<int64_t>& global_batch);
+  // Collective, after a resume: compares the batch about to be trained with the checkpoint's
+  // record (ids and words; each rank's tensors of the first one). False when it differs and
+  // --allow-data-drift does not allow it: the run must stop before training on it.
+  bool verify_resumed_batch(const std::vector<int64_t>& global_batch);
+  // Rank 0: whether the job's end leaves room for one more save only (then `deadline_note_` says why).
+  bool deadline_near();
+  // Rank 0: what the next save will take, as measured (or guessed from the model's size before any).
+  double expected_save_seconds() const;
   EpochEnd end_epoch();
   // nullopt when a stop request interrupted it (every rank alike).
   std::optional<EvalResult> validate();
@@ -142,7 +153,6 @@ class Trainer {
   void report_progress(const StepResult& r, bool force_line);
   // Appends a finished validation to the history, the log and the metrics; true on a new best.
   bool record_evaluation(const EvalResult& r);
-  std::string data_fingerprint() const;
 
   const LaunchEnv& env_;
   Distributed& dist_;
@@ -171,6 +181,16 @@ class Trainer {
   std::unique_ptr<MetricsLog> metrics_;  // rank 0, while training
   // Every rank's generator states, gathered for the save in progress (the "rng" component).
   std::vector<at::Tensor> rng_cpu_, rng_cuda_;
+
+  std::optional<ResumeVerifier> verifier_;  // after a resume, until the recorded batches are checked
+  // Rank 0 with background saves: computes the resume proof's probe on the writer thread.
+  G2PTransformer probe_model_{nullptr};
+  bool defer_probe_ = false;  // the save being built leaves its probe to the writer thread
+  std::unique_ptr<Deadline> deadline_;      // rank 0, when the job's end is known
+  MovingMax save_seconds_{5}, step_seconds_{20};
+  double resume_read_seconds_ = 0, validation_seconds_ = 0;
+  std::string deadline_note_;
+  WallClock::time_point started_ = WallClock::now();  // --deadline in seconds counts from here
 
   int64_t failed_saves_ = 0;
   bool best_unpublished_ = false;  // best.pt does not hold the best step yet (it is new, or its save failed)
