@@ -43,8 +43,11 @@ Batch collate(const std::vector<const EncodedExample*>& examples, const std::vec
   auto* pi = tin.data_ptr<int64_t>();
   auto* po = tout.data_ptr<int64_t>();
   Batch batch;
+  std::vector<int64_t> source_tokens, target_tokens;
   for (int64_t i = 0; i < b; ++i) {
     const auto& e = *examples[i];
+    for (size_t k = 0; k < e.source.size(); ++k) source_tokens.push_back(i * static_cast<int64_t>(s) + static_cast<int64_t>(k));
+    for (size_t k = 0; k <= e.target.size(); ++k) target_tokens.push_back(i * static_cast<int64_t>(t) + static_cast<int64_t>(k));
     std::copy(e.source.begin(), e.source.end(), ps + i * s);
     pi[i * t] = Vocabulary::kBos;
     std::copy(e.target.begin(), e.target.end(), pi + i * t + 1);
@@ -57,6 +60,8 @@ Batch collate(const std::vector<const EncodedExample*>& examples, const std::vec
   batch.target_in = tin.to(device);
   batch.target_out = tout.to(device);
   batch.weight = w.to(device);
+  batch.source_tokens = at::tensor(source_tokens, at::kLong).to(device);
+  batch.target_tokens = at::tensor(target_tokens, at::kLong).to(device);
   return batch;
 }
 

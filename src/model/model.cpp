@@ -178,8 +178,13 @@ torch::Tensor G2PTransformerImpl::forward(const torch::Tensor& source, const tor
 }
 
 G2PTransformerImpl::PackedLogits G2PTransformerImpl::forward_packed(const torch::Tensor& source,
-                                                                    const torch::Tensor& target_in) {
-  TokenPacking source_packing = TokenPacking::of(source), target_packing = TokenPacking::of(target_in);
+                                                                    const torch::Tensor& target_in,
+                                                                    const torch::Tensor& source_tokens,
+                                                                    const torch::Tensor& target_tokens) {
+  auto packing = [](const torch::Tensor& ids, const torch::Tensor& tokens) {
+    return tokens.defined() ? TokenPacking{tokens, ids.size(0), ids.size(1)} : TokenPacking::of(ids);
+  };
+  TokenPacking source_packing = packing(source, source_tokens), target_packing = packing(target_in, target_tokens);
   torch::Tensor key_mask;
   auto memory = encode(source, key_mask, &source_packing);
   return {decode(target_in, memory, key_mask, &target_packing, &source_packing), target_packing.index};

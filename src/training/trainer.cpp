@@ -667,7 +667,7 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   {
     AutocastGuard autocast(cfg_.amp, device_.type());
     // Real tokens only: padding would cost about half the step and add nothing.
-    auto packed = model_->forward_packed(batch.source, batch.target_in);
+    auto packed = model_->forward_packed(batch.source, batch.target_in, batch.source_tokens, batch.target_tokens);
     auto targets = batch.target_out.reshape({-1}).index_select(0, packed.index);
     auto token_loss = torch::nn::functional::cross_entropy(
         packed.logits.to(at::kFloat), targets,
@@ -948,7 +948,7 @@ std::string Trainer::finish_save(SaveJob& job, const std::function<SaveReport()>
     }
     std::string names;
     for (const auto& p : r.paths) names += (names.empty() ? "" : ", ") + p.substr(p.find_last_of('/') + 1);
-    log::info("saved {} ({}): step {}, {:.1f} MB in {:.2f}s as {}{}{}; weights {} identical on {} rank(s){}",
+    log::info("saved {} ({}): step {}, {:.1f} MB in {:.3f}s as {}{}{}; weights {} identical on {} rank(s){}",
               r.paths.front(), job.reason, step, r.written.bytes / 1e6, r.written.seconds, names,
               r.pruned.empty() ? "" : fmt::format(", pruned {} old snapshot(s)", r.pruned.size()),
               r.freed.empty() ? "" : fmt::format(", deleted {} old snapshot(s) first to make room on a full disk",

@@ -37,6 +37,9 @@ struct Batch {
   at::Tensor target_in;   // [B,T] BOS + phonemes, padded
   at::Tensor target_out;  // [B,T] phonemes + EOS, padded
   at::Tensor weight;      // [B] float: 1 for real samples, 0 for a rank's placeholder
+  // Flat positions b*L+t of the real tokens of source and target_in, row-major: the packing the
+  // model trains on, known here on the CPU so that a GPU never waits to find them (nonzero()).
+  at::Tensor source_tokens, target_tokens;  // [Ns], [Nt] int64
   double tokens = 0;      // weighted count of target tokens
 };
 

@@ -108,7 +108,10 @@ class G2PTransformerImpl : public torch::nn::Module {
   struct PackedLogits {
     torch::Tensor logits, index;
   };
-  PackedLogits forward_packed(const torch::Tensor& source, const torch::Tensor& target_in);
+  // The real tokens' positions may be given (Batch::source_tokens, target_tokens: found on the
+  // CPU as the batch is made); else they are found here, which makes a GPU wait for the host.
+  PackedLogits forward_packed(const torch::Tensor& source, const torch::Tensor& target_in,
+                              const torch::Tensor& source_tokens = {}, const torch::Tensor& target_tokens = {});
   // Greedy decoding: [B,S] -> [B,L] phoneme ids, each row ending in EOS or cut at max_len.
   torch::Tensor greedy_decode(const torch::Tensor& source, int64_t max_len);
   // Beam search with `beam` hypotheses per word, ranked by length-normalized log-probability;

@@ -19,6 +19,15 @@ TEST(Collate, PadsAndShiftsTargets) {
   EXPECT_FLOAT_EQ(batch.weight[1].item<float>(), 0.0f);
 }
 
+TEST(Collate, TheRealTokensPositionsAreThoseOfTheNonPaddingIds) {
+  EncodedExample a{{5, 6, 7}, {8, 9}}, b{{5}, {8, 9, 10, 11}}, c{{4, 4}, {}};
+  Batch batch = collate({&a, &b, &c}, {1.0f, 1.0f, 1.0f}, torch::kCPU);
+  auto real = [](const at::Tensor& ids) { return ids.reshape({-1}).ne(Vocabulary::kPad).nonzero().squeeze(1); };
+  EXPECT_TRUE(torch::equal(batch.source_tokens, real(batch.source)));
+  EXPECT_TRUE(torch::equal(batch.target_tokens, real(batch.target_in)));
+  EXPECT_TRUE(torch::equal(batch.target_tokens, real(batch.target_out)));  // same positions: shifted by one
+}
+
 TEST(Collate, SourcesForDecoding) {
   std::vector<int64_t> a{4, 5}, b{6};
   auto t = collate_sources({&a, &b}, torch::kCPU);

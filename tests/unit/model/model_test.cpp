@@ -93,6 +93,10 @@ TEST(G2PTransformer, PackedForwardEqualsPaddedForwardAndItsGradients) {
   auto padded = m->forward(src, in);
   auto packed = m->forward_packed(src, in);
   ASSERT_EQ(packed.logits.size(0), 9);
+  // The positions given (as collate() finds them on the CPU) or found here: the same logits.
+  auto given = m->forward_packed(src, in, src.reshape({-1}).ne(pad).nonzero().squeeze(1),
+                                 in.reshape({-1}).ne(pad).nonzero().squeeze(1));
+  EXPECT_TRUE(torch::equal(given.logits, packed.logits));
   EXPECT_TRUE(torch::equal(packed.index, in.reshape({-1}).ne(pad).nonzero().squeeze(1)));
   auto expected = padded.reshape({-1, 9}).index_select(0, packed.index);
   EXPECT_TRUE(torch::allclose(packed.logits, expected, 1e-5, 1e-6)) << (packed.logits - expected).abs().max();
