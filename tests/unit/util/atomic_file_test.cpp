@@ -73,20 +73,23 @@ TEST(AtomicFile, CommitAsPublishesEveryName) {
   EXPECT_EQ(count_entries(dir), 3);
 }
 
-TEST(AtomicFile, WriteErrorIsASaveErrorAndKeepsTheOldFile) {
-  // A file-size limit makes write() fail with EFBIG (SIGXFSZ ignored), like a full disk.
-  auto dir = fresh_dir("limit");
+namespace {
+// A file-size limit of `limit` bytes makes write() fail with EFBIG (SIGXFSZ ignored), like a full
+// disk: writing `bytes` over an existing file must fail with a SaveError and keep the old file.
+void expect_write_error_keeps_the_old_file(const std::string& name, AtomicFileWriter::Caching caching,
+                                           rlim_t limit, size_t bytes) {
+  auto dir = fresh_dir(name);
   std::ofstream(dir + "/f") << "old";
   auto previous = std::signal(SIGXFSZ, SIG_IGN);
   rlimit old_limit;
   ::getrlimit(RLIMIT_FSIZE, &old_limit);
   rlimit small = old_limit;
-  small.rlim_cur = 1024;
+  small.rlim_cur = limit;
   ::setrlimit(RLIMIT_FSIZE, &small);
   std::string message;
   try {
-    AtomicFileWriter w(dir + "/f");
-    std::string big(4096, 'x');
+    AtomicFileWriter w(dir + "/f", caching);
+    std::string big(bytes, 'x');
     w.write(big.data(), big.size());
     w.commit();
   } catch (const SaveError& e) {
@@ -97,6 +100,11 @@ TEST(AtomicFile, WriteErrorIsASaveErrorAndKeepsTheOldFile) {
   EXPECT_NE(message.find(dir + "/f: cannot write"), std::string::npos) << message;
   EXPECT_EQ(read(dir + "/f"), "old");
   EXPECT_EQ(count_entries(dir), 1);
+}
+}  // namespace
+
+TEST(AtomicFile, WriteErrorIsASaveErrorAndKeepsTheOldFile) {
+  expect_write_error_keeps_the_old_file("limit", AtomicFileWriter::Caching::kPageCache, 1024, 4096);
 }
 
 namespace {
@@ -148,28 +156,7 @@ TEST(AtomicFile, DirectWritesFallBackWhereTheFileSystemRefusesThem) {
 }
 
 TEST(AtomicFile, DirectWriteErrorIsASaveErrorAndKeepsTheOldFile) {
-  auto dir = fresh_dir("direct_limit");
-  std::ofstream(dir + "/f") << "old";
-  auto previous = std::signal(SIGXFSZ, SIG_IGN);
-  rlimit old_limit;
-  ::getrlimit(RLIMIT_FSIZE, &old_limit);
-  rlimit small = old_limit;
-  small.rlim_cur = 1 << 20;
-  ::setrlimit(RLIMIT_FSIZE, &small);
-  std::string message;
-  try {
-    AtomicFileWriter w(dir + "/f", AtomicFileWriter::Caching::kDirect);
-    std::string big = pattern(20u << 20, 7);
-    w.write(big.data(), big.size());
-    w.commit();
-  } catch (const SaveError& e) {
-    message = e.what();
-  }
-  ::setrlimit(RLIMIT_FSIZE, &old_limit);
-  std::signal(SIGXFSZ, previous);
-  EXPECT_NE(message.find(dir + "/f: cannot write"), std::string::npos) << message;
-  EXPECT_EQ(read(dir + "/f"), "old");
-  EXPECT_EQ(count_entries(dir), 1);
+  expect_write_error_keeps_the_old_file("direct_limit", AtomicFileWriter::Caching::kDirect, 1 << 20, 20u << 20);
 }
 
 TEST(AtomicFile, MissingDirectoryIsASaveError) {
