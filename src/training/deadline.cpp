@@ -77,7 +77,10 @@ namespace {
 
 // The job's end time as squeue gives it, or nullopt (no limit, squeue missing or failing).
 std::optional<WallClock::time_point> query_slurm_end(const std::string& job_id) {
-  const std::string cmd = "squeue -h -j '" + job_id + "' -o %e 2>/dev/null";
+  // Bounded: a controller that does not answer must not hold the thread (or the exit) for long.
+  const std::string query = "squeue -h -j '" + job_id + "' -o %e";
+  const std::string cmd = "{ if command -v timeout >/dev/null; then timeout 30 " + query + "; else " + query +
+                          "; fi; } 2>/dev/null";
   std::FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return std::nullopt;
   char buf[128] = {0};
@@ -104,7 +107,7 @@ Deadline::Deadline(Options options) : options_(std::move(options)) {
   }
   if (!plain_job_id(options_.slurm_job_id)) return;
   source_ = "Slurm job " + options_.slurm_job_id + " (squeue)";
-  end_ = query_slurm_end(options_.slurm_job_id);
+  // The first reading too is the thread's: a slow controller never delays the start.
   thread_ = std::thread([this] { refresh_loop(); });
 }
 
@@ -126,13 +129,13 @@ void Deadline::refresh_loop() {
   const auto period = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::duration<double>(std::max(1.0, options_.refresh_seconds)));
   std::unique_lock<std::mutex> lock(mutex_);
-  while (!wake_.wait_for(lock, period, [this] { return stopping_; })) {
+  do {
     lock.unlock();
     auto end = query_slurm_end(options_.slurm_job_id);
     lock.lock();
     // A failed query keeps the last known end: a busy controller does not lift the deadline.
     if (end) end_ = end;
-  }
+  } while (!wake_.wait_for(lock, period, [this] { return stopping_; }));
 }
 
 }  // namespace resumable

@@ -475,17 +475,7 @@ int Trainer::train_until_stop() {
     const char* job = std::getenv("SLURM_JOB_ID");
     deadline_ = std::make_unique<Deadline>(
         Deadline::Options{cfg_.deadline, job ? job : "", cfg_.deadline_refresh_s, started_});
-    if (!deadline_->watched()) {
-      deadline_.reset();
-    } else if (auto end = deadline_->end()) {
-      log::info("deadline: {} ({}){}: saves and exits 75 when less than 2 saves + a step + {:.0f}s margin are left",
-                iso_local_time(*end), deadline_->source(),
-                deadline_->source() == "--deadline" ? "" : fmt::format(", read every {:.0f}s", cfg_.deadline_refresh_s),
-                effective_margin(cfg_.deadline_margin_s, std::chrono::duration<double>(*end - started_).count()));
-    } else {
-      log::info("deadline: {} gives no end time (no time limit?); read again every {:.0f}s", deadline_->source(),
-                cfg_.deadline_refresh_s);
-    }
+    if (!deadline_->watched()) deadline_.reset();
   }
   last_report_time_ = last_step_time_ = Clock::now();
   StepProfiler profiler(dist_.is_main(), device_.is_cuda());
@@ -620,6 +610,14 @@ bool Trainer::deadline_near() {
   if (!deadline_) return false;
   const auto end = deadline_->end();
   if (!end) return false;
+  if (end != deadline_seen_) {
+    // The first reading, or `scontrol update TimeLimit` moved the end.
+    log::info("deadline: {}{} ({}){}: saves and exits 75 when less than 2 saves + a step + {:.0f}s margin are left",
+              deadline_seen_ ? "moved to " : "", iso_local_time(*end), deadline_->source(),
+              deadline_->source() == "--deadline" ? "" : fmt::format(", read every {:.0f}s", cfg_.deadline_refresh_s),
+              effective_margin(cfg_.deadline_margin_s, std::chrono::duration<double>(*end - started_).count()));
+    deadline_seen_ = end;
+  }
   const double left = std::chrono::duration<double>(*end - WallClock::now()).count();
   // The next step ends the epoch: its validation runs before the next chance to save.
   const bool validation_next = sampler_->remaining_steps_in_epoch() <= 1 &&

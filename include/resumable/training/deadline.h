@@ -69,7 +69,8 @@ class Deadline {
   Deadline(const Deadline&) = delete;
   Deadline& operator=(const Deadline&) = delete;
 
-  // The end as last known; nullopt when there is none (no --deadline, no Slurm limit).
+  // The end as last known; nullopt when there is none (no --deadline, no Slurm limit) or Slurm's
+  // has not been read yet.
   std::optional<WallClock::time_point> end() const;
   // "--deadline", "Slurm job 12 (squeue)", or "" when there is no deadline source.
   const std::string& source() const { return source_; }

@@ -190,6 +190,7 @@ class Trainer {
   MovingMax save_seconds_{5}, step_seconds_{20};
   double resume_read_seconds_ = 0, validation_seconds_ = 0;
   std::string deadline_note_;
+  std::optional<WallClock::time_point> deadline_seen_;  // the end last logged
   WallClock::time_point started_ = WallClock::now();  // --deadline in seconds counts from here
 
   int64_t failed_saves_ = 0;

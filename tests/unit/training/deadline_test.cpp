@@ -104,6 +104,8 @@ TEST(Deadline, SlurmsEndTimeIsReadAgainAndMayMove) {
   {
     Deadline d(Deadline::Options{"", "4242", 1, WallClock::now()});
     EXPECT_EQ(d.source(), "Slurm job 4242 (squeue)");
+    // Read on the thread, not in the constructor: a slow controller never delays the start.
+    for (int i = 0; i < 50 && !d.end(); ++i) std::this_thread::sleep_for(100ms);
     ASSERT_TRUE(d.end());
     EXPECT_EQ(iso_local_time(*d.end()), "2030-01-01T10:00:00");
     std::ofstream(dir + "/end") << "2030-01-01T09:30:00\n";
