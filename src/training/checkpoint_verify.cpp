@@ -49,9 +49,10 @@ DeepVerification deep_verify_checkpoint(const LoadedCheckpoint& ck, const std::s
   G2PCorpus corpus = build_corpus(entries, m.config.val_fraction, m.config.test_fraction,
                                   static_cast<size_t>(m.config.limit_words));
   const std::string saved_fingerprint = root[ckpt_key::kData]["fingerprint"].to_string();
-  if (training_data_fingerprint(corpus) != saved_fingerprint)
+  const std::string fingerprint = training_data_fingerprint(corpus);
+  if (fingerprint != saved_fingerprint)
     throw CheckpointError(ck.path + ": deep verify: " + out.data + " is not the data this run trained on (fingerprint " +
-                          training_data_fingerprint(corpus) + ", saved " + saved_fingerprint + ")");
+                          fingerprint + ", saved " + saved_fingerprint + ")");
   EncodedCorpus data = encode_corpus(corpus, m.graphemes, m.phonemes);
   out.recorded = true;
   out.recorded_loss = proof.probe_loss;

@@ -8,6 +8,17 @@
 
 namespace resumable {
 
+TeacherForcedLoss teacher_forced_loss(G2PTransformer& model, const Batch& batch) {
+  TeacherForcedLoss out;
+  out.logits = model->forward(batch.source, batch.target_in).to(at::kFloat);
+  auto nll = torch::nn::functional::cross_entropy(
+      out.logits.reshape({-1, out.logits.size(-1)}), batch.target_out.reshape({-1}),
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(Vocabulary::kPad).reduction(torch::kSum));
+  out.sum = nll.item<double>();
+  out.tokens = batch.target_out.ne(Vocabulary::kPad).sum().item<int64_t>();
+  return out;
+}
+
 Evaluator::Evaluator(const EncodedCorpus& data, Distributed& dist, c10::Device device)
     : data_(data), dist_(dist), device_(device) {}
 
@@ -48,14 +59,11 @@ std::optional<EvalResult> Evaluator::evaluate(G2PTransformer& model, Split split
     std::vector<const EncodedExample*> ptrs;
     for (const auto& e : examples) ptrs.push_back(&e);
     Batch batch = collate(ptrs, std::vector<float>(ptrs.size(), 1.0f), device_);
-    auto logits = model->forward(batch.source, batch.target_in).to(at::kFloat);
+    TeacherForcedLoss loss = teacher_forced_loss(model, batch);
+    loss_sum += loss.sum;
+    tokens += static_cast<double>(loss.tokens);
     auto mask = batch.target_out.ne(Vocabulary::kPad);
-    auto nll = torch::nn::functional::cross_entropy(
-        logits.reshape({-1, logits.size(-1)}), batch.target_out.reshape({-1}),
-        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(Vocabulary::kPad).reduction(torch::kSum));
-    loss_sum += nll.item<double>();
-    tokens += mask.sum().item<double>();
-    correct += logits.argmax(-1).eq(batch.target_out).logical_and(mask).sum().item<double>();
+    correct += loss.logits.argmax(-1).eq(batch.target_out).logical_and(mask).sum().item<double>();
 
     // Decoding, scored against every pronunciation of the word.
     int64_t max_len = batch.source.size(1) + 8;

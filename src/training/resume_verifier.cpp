@@ -1,13 +1,12 @@
 #include "resumable/training/resume_verifier.h"
 
 #include <algorithm>
-#include <cstring>
 
-#include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
 #include "resumable/checkpoint/checkpoint_state.h"
 #include "resumable/training/checkpoint_schema.h"
+#include "resumable/training/evaluator.h"
 #include "resumable/util/xxhash64.h"
 
 namespace resumable {
@@ -58,12 +57,9 @@ ProbeLoss probe_loss(G2PTransformer& model, const EncodedCorpus& data, const std
   model->eval();
   {
     torch::NoGradGuard no_grad;
-    auto logits = model->forward(batch.source, batch.target_in).to(at::kFloat);
-    auto nll = torch::nn::functional::cross_entropy(
-        logits.reshape({-1, logits.size(-1)}), batch.target_out.reshape({-1}),
-        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(Vocabulary::kPad).reduction(torch::kSum));
-    out.tokens = batch.target_out.ne(Vocabulary::kPad).sum().item<int64_t>();
-    out.loss = nll.item<double>() / static_cast<double>(std::max<int64_t>(out.tokens, 1));
+    TeacherForcedLoss loss = teacher_forced_loss(model, batch);
+    out.tokens = loss.tokens;
+    out.loss = loss.sum / static_cast<double>(std::max<int64_t>(loss.tokens, 1));
   }
   model->train(was_training);
   return out;

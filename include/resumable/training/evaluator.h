@@ -21,6 +21,16 @@ struct EvalOptions {
   int64_t beam = 1;          // beam width of decoding (1 = greedy)
 };
 
+// Teacher forcing on `batch`: the logits, the summed token cross-entropy (no label smoothing,
+// padding ignored) and the number of target tokens. Validation's loss and the resume proof's probe
+// are both this, divided by the tokens. The caller chooses the mode (eval) and no-grad.
+struct TeacherForcedLoss {
+  at::Tensor logits;  // [B,T,V] float
+  double sum = 0;
+  int64_t tokens = 0;
+};
+TeacherForcedLoss teacher_forced_loss(G2PTransformer& model, const Batch& batch);
+
 class Evaluator {
  public:
   Evaluator(const EncodedCorpus& data, Distributed& dist, c10::Device device);
