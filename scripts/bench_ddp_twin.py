@@ -175,7 +175,8 @@ def main():
     model = G2PTransformer(c, args.source_vocab, args.target_vocab).to(device)
     mine = sum(p.numel() for p in model.parameters())
     assert mine == args.parameters, f"the twin has {mine} parameters, trainer {args.parameters}: not the same model"
-    ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=c["bucket_mb"])
+    # As trainer: gradients are views into the buckets.
+    ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=c["bucket_mb"], gradient_as_bucket_view=True)
     opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], betas=(c["adam_beta1"], c["adam_beta2"]),
                             eps=c["adam_eps"], weight_decay=c["weight_decay"])
     autocast = c["amp"] in ("bf16", "fp16")

@@ -659,7 +659,7 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   const double lr = schedule_.current_lr();
   for (auto& g : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
   model_->train();
-  optimizer_->zero_grad(true);
+  ddp_->zero_grad();
   ddp_->before_forward();
   torch::Tensor loss_sum;
   {

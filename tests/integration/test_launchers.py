@@ -61,3 +61,26 @@ def test_eval_reports_test_metrics(tmp_path):
     assert result["checkpoint"].endswith("best.pt")
     code, out = run(["--run-dir", tmp_path, "--eval", "--beam-size", 3])
     assert "beam 3" in out
+
+
+def test_two_ranks_train_like_one_on_the_whole_batch(tmp_path):
+    # The reducer's average over ranks of per-rank gradients (each normalized by the global token
+    # count) is the gradient of the whole global batch: without dropout, 2 ranks must follow the
+    # 1-rank run up to the order of float sums (about 1e-6 here after 30 steps). A wrong division,
+    # or a gradient left outside its bucket (gradient_as_bucket_view), puts them far apart.
+    args = ["--max-steps", 30, "--dropout", 0, "--async-save", "false"]
+    run(["--run-dir", tmp_path / "one"] + args)
+    run(["--run-dir", tmp_path / "two"] + args, launcher="mpirun")
+    one, two = (load(tmp_path / d / "checkpoints" / "last.pt") for d in ("one", "two"))
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert one["train_state"]["global_step"] == two["train_state"]["global_step"] == 30
+    worst, moved = 0.0, 0.0
+    for name, w in one["model"].items():
+        v = two["model"][name]
+        if name.endswith("kv.bias"):
+            # The keys' bias adds the same q.b to every score of a query, which softmax ignores:
+            # its gradient is zero but for rounding, and Adam scales that noise up to lr-sized
+            # steps. Only the values' half is compared.
+            w, v = w[w.shape[0] // 2:], v[v.shape[0] // 2:]
+        worst = max(worst, (w.double() - v.double()).abs().max().item() / max(1e-3, w.abs().max().item()))
+    assert worst < 1e-4, f"2 ranks drifted from 1 rank by {worst:.2e} (relative)"
