@@ -1,10 +1,13 @@
 """The checks of scripts/gpu-check, run against a built trainer on one GPU (or, with --cpu-dry-run,
 on the CPU with tiny sizes, to test this script on a machine without a GPU).
 
-Order: the throughput bench first (it must have the GPU to itself), then the quality run of
-configs/gpu.json with checks 1-5 beside it (small runs of configs/tiny.json), then the quality
-run's test evaluation. Every run's output is kept under /tmp/gpu-check/logs; each check ends in one
-line "gpu-check: N NAME: PASS|FAIL ...", and the seven lines are repeated together at the end.
+Order: checks 1-5 first (small runs of configs/tiny.json, two at a time; on the GPU machine the
+build there runs beside them, on the CPU, while they use the trainer built here), then the
+throughput bench alone, then the quality run of configs/gpu.json alone, then its test evaluation.
+The bench and the quality run have the GPU (and the CPU that launches its kernels) to themselves,
+and use the trainer built there when that build passed. Every run's output is kept under
+/tmp/gpu-check/logs; each check ends in one line "gpu-check: N NAME: PASS|FAIL ...", and the lines
+are repeated together at the end.
 """
 import argparse
 import concurrent.futures
@@ -199,7 +202,7 @@ def bench(r):
     # 120 steps and 2 runs of each side: about two minutes on an H100, where a step of this small
     # model costs 50-60 ms of launches (200 steps and 3 runs took over four).
     argv = ["scripts/bench-ddp", "--gpu"] + (["--steps", "12", "--warmup", "4", "--runs", "1"] if r.dry else
-                                             ["--steps", "120", "--warmup", "20", "--runs", "2"])
+                                             ["--steps", "120", "--warmup", "20", "--runs", "2", "--own-runs", "1"])
     env = {"TRAINER": r.trainer, "PY": r.python}
     if r.dry:
         env["BENCH_DEVICE"] = "cpu"
@@ -321,12 +324,39 @@ def quality_finish(r, config, proc, log, cap_seconds, started):
     return ok and (target or r.dry), "; ".join(text)
 
 
+def await_build(r, status, pid, built, must_leave):
+    """Waits for the build beside checks 1-5; stops it if waiting would leave under `must_leave`
+    seconds. Returns (ok, text); on success later checks use the trainer built there."""
+    t0 = time.monotonic()
+    while not os.path.exists(status) and r.left() > must_leave:
+        time.sleep(1)
+    if not os.path.exists(status):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        return False, (f"still building after {time.monotonic() - r.t0:.0f}s: stopped, so that the bench and "
+                       f"the quality run keep their time; they use the trainer built on the dev machine")
+    rc, seconds = open(status).read().split()
+    log = open("build-gpu/cmake.log").read() if os.path.exists("build-gpu/cmake.log") else ""
+    nccl = re.search(r"NCCL process group enabled.*", log)
+    if rc != "0":
+        return False, f"exit {rc} after {seconds}s (build-gpu/build.log); the checks use the trainer built on the dev machine"
+    r.trainer = os.path.abspath(built)
+    return True, (f"trainer built in {seconds}s against this machine's torch, beside checks 1-5 "
+                  f"(waited {time.monotonic() - t0:.0f}s after them) ({nccl.group(0) if nccl else 'no NCCL'}); "
+                  f"the bench and the quality run use it")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--trainer", required=True)
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--seconds", type=float, default=540, help="everything must end within this")
     p.add_argument("--cpu-dry-run", action="store_true")
+    p.add_argument("--build-status", help="the file a build beside checks 1-5 writes 'RC SECONDS' to")
+    p.add_argument("--build-pid", type=int, help="that build's process group")
+    p.add_argument("--built", default="build-gpu/trainer", help="the trainer that build makes")
     a = p.parse_args()
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(f"{WORK}/logs")
@@ -341,29 +371,7 @@ def main():
         results[n] = (name, ok, text)
         say(f"{n} {name}: {'PASS' if ok else 'FAIL'} {text}")
 
-    # 6 first: the throughput comparison needs the GPU to itself.
-    record(6, "throughput", bench, r)
-
-    # 7 starts: calibrate, fit the epochs into the time left (at most 5 minutes), train in the background.
-    config = "configs/tiny.json" if r.dry else "configs/gpu.json"
-    sps, cal_out = quality_calibrate(r, config)
-    # At most 5 minutes from the start of training, and 70 s left for the test evaluations.
-    cap = 60 if r.dry else min(300, r.left() - 70)
-    proc = None
-    if sps is None:
-        results[7] = ("quality", False, "calibration run failed: " + cal_out.strip().splitlines()[-1][-200:])
-        say(f"7 quality: FAIL {results[7][2]}")
-    else:
-        n = train_samples(cal_out)
-        cfg = json.load(open(config))
-        # Validations, saves and the start-up take a share; the checks beside it take some GPU time.
-        epochs = 1 if r.dry else max(1, int(0.90 * (cap - 15) * sps / n))
-        say(f"7 quality: calibration {sps:.0f} samples/s on {n} samples -> {epochs} epochs within {cap:.0f}s "
-            f"(config says {cfg.get('epochs')})")
-        started = time.monotonic()
-        proc, log = quality_start(r, config, epochs)
-
-    # 1-5 beside the quality run: small, two at a time.
+    # 1-5 first: small, two at a time, and only correctness is asked of them.
     with concurrent.futures.ThreadPoolExecutor(2) as pool, concurrent.futures.ThreadPoolExecutor(2) as inner:
         jobs = {1: ("cuda single process", check_cuda_single, r), 2: ("nccl", check_nccl, r),
                 3: ("amp resume", check_amp, r, inner), 4: ("gpu-cpu-gpu", check_cross_device, r),
@@ -371,8 +379,30 @@ def main():
         futures = [pool.submit(record, n, *job) for n, job in jobs.items()]
         for f in futures:
             f.result()
+    if a.build_status:
+        # The bench (~100 s), calibration (~25 s), 4 minutes of training and the evaluations.
+        record(0, "build", await_build, r, a.build_status, a.build_pid, a.built, 420)
 
-    if proc is not None:
+    # 6 alone: the throughput comparison needs the GPU and the CPU to itself.
+    record(6, "throughput", bench, r)
+
+    # 7 alone: calibrate, fit the epochs into the time left (at most 5 minutes), train, evaluate.
+    config = "configs/tiny.json" if r.dry else "configs/gpu.json"
+    sps, cal_out = quality_calibrate(r, config)
+    # At most 5 minutes from the start of training, and 50 s left for the two test evaluations.
+    cap = 60 if r.dry else min(300, r.left() - 50)
+    if sps is None:
+        results[7] = ("quality", False, "calibration run failed: " + cal_out.strip().splitlines()[-1][-200:])
+        say(f"7 quality: FAIL {results[7][2]}")
+    else:
+        n = train_samples(cal_out)
+        cfg = json.load(open(config))
+        # Validations, saves and the start-up take a share.
+        epochs = 1 if r.dry else max(1, int(0.90 * (cap - 15) * sps / n))
+        say(f"7 quality: calibration {sps:.0f} samples/s on {n} samples -> {epochs} epochs within {cap:.0f}s "
+            f"(config says {cfg.get('epochs')})")
+        started = time.monotonic()
+        proc, log = quality_start(r, config, epochs)
         try:
             record(7, "quality", quality_finish, r, config, proc, log, cap, started)
         finally:
@@ -383,7 +413,8 @@ def main():
     for n in sorted(results):
         name, ok, text = results[n]
         say(f"{n} {name}: {'PASS' if ok else 'FAIL'} {text}")
-    return 0 if all(ok for _, ok, _ in results.values()) and len(results) == 7 else 1
+    expected = 8 if a.build_status else 7
+    return 0 if all(ok for _, ok, _ in results.values()) and len(results) == expected else 1
 
 
 if __name__ == "__main__":
