@@ -491,14 +491,15 @@ def assert_deadline_save_requeued_and_verified(job, timeout):
 
 
 def test_slurm_deadline_saves_requeues_and_resumes_without_any_signal(slurm_job, tmp_path):
-    """--time=2 and no --signal: the trainer reads the job's end from squeue and, when two saves, a
-    step and the margin no longer fit, saves and exits 75 by itself; nothing is signalled."""
-    job = slurm_job("--time=2", script=script_without_signal(tmp_path), trainer_args=["--deadline-margin-s", "20"])
+    """--time=1 and no --signal: the trainer reads the job's end from squeue and, when two saves, a
+    step and the margin no longer fit, saves and exits 75 by itself; nothing is signalled. (A
+    10-s margin: below a quarter of the minute, so it is not capped.)"""
+    job = slurm_job("--time=1", script=script_without_signal(tmp_path), trainer_args=["--deadline-margin-s", "10"])
     job.wait_for("(Slurm job", timeout=60)
     assert re.search(r"info: deadline: \S+ \(Slurm job \d+ \(squeue\)\), read every 60s: saves and exits 75 when "
-                     r"less than 2 saves \+ a step \+ 20s margin are left", job.output()), job.output()[-3000:]
-    line = assert_deadline_save_requeued_and_verified(job, timeout=150)
-    assert 19 <= int(line.group(1)) <= 21, line.group(0)
+                     r"less than 2 saves \+ a step \+ 10s margin are left", job.output()), job.output()[-3000:]
+    line = assert_deadline_save_requeued_and_verified(job, timeout=90)
+    assert 9 <= int(line.group(1)) <= 11, line.group(0)
 
 
 def test_slurm_deadline_follows_a_time_limit_moved_by_scontrol_update(slurm_job, tmp_path):
