@@ -3,9 +3,9 @@ on the CPU with tiny sizes, to test this script on a machine without a GPU).
 
 Order: checks 1-5 first (small runs of configs/tiny.json, two at a time; on the GPU machine the
 build there runs beside them, on the CPU, while they use the trainer built here), then the
-throughput bench alone, then the quality run of configs/gpu.json alone, then its test evaluation.
-The bench and the quality run have the GPU (and the CPU that launches its kernels) to themselves,
-and use the trainer built there when that build passed. Every run's output is kept under
+throughput bench alone, then the quality runs: configs/gpu.json and one variant of it, side by
+side, then their test evaluations. The bench and the quality runs have the GPU (and the CPU that
+launches its kernels) to themselves, and use the trainer built there when that build passed. Every run's output is kept under
 /tmp/gpu-check/logs; each check ends in one line "gpu-check: N NAME: PASS|FAIL ...", and the lines
 are repeated together at the end.
 """
@@ -215,40 +215,69 @@ def bench(r):
 
 
 # --------------------------------------------------------------------------------------------
-# Quality: configs/gpu.json, epochs fitted to the time left (at most 5 minutes of training), then
-# the test split greedy and with beam search.
+# Quality: configs/gpu.json and one variant of it, trained side by side on the one GPU for at most
+# 5 minutes each (epochs fitted to the time left), then the test split greedy and with beam search.
+
+class Variant:
+    """One quality run: a key for its files, what it is, and the flags it adds to the config."""
+
+    def __init__(self, key, name, flags):
+        self.key, self.name, self.flags = key, name, [str(f) for f in flags]
+        self.sps = None       # calibrated samples/s, measured beside the other variant
+        self.cal_out = ""
+
+    def run_dir(self):
+        return f"{WORK}/q-{self.key}"
+
+
+def quality_variants(r, config):
+    # One run of gpu.json kept an H200 busy 35% of each step (2026-11-27: the step is bound by
+    # kernel launches from the CPU, and there are 16 cores), so a second run beside it should
+    # cost little, and one call compares two recipes instead of one. The variant is the recipe that
+    # gpu.json replaced: batches of 2,048 (lr 1.5e-3, 3 warmup epochs), test WER 24.56% alone there
+    # in 4.1 min. The check passes on the variant with the better validation WER: the test split
+    # picks nothing.
+    half = json.load(open(config))["batch_size"] // 2
+    flags = ["--batch-size", half] + ([] if r.dry else ["--lr", "0.0015", "--warmup-epochs", "3"])
+    return [Variant("a", config, []), Variant("b", f"{config} with batches of {half}", flags)]
+
 
 def train_samples(out):
     m = re.search(r"train (\d+) samples", out)
     return int(m.group(1)) if m else 121099
 
 
-def quality_calibrate(r, config):
-    extra = (["--epochs", "1"] if r.dry else []) + r.quality_sizes()
-    # The first ~50 steps are slower (allocator, kernel selection): measured from a third on, up
-    # to 5/6; ten steps after that are profiled.
-    steps = 30 if r.dry else 240
+def quality_calibrate(r, config, v, profile):
+    extra = (["--epochs", "1"] if r.dry else []) + r.quality_sizes() + v.flags
+    # The first steps are slower (allocator, kernel selection for each new sequence length): on an
+    # H200 gpu.json ran epochs 1-3 (steps 1-180) at 7-40k samples/s and from step 240 on at 45-50k,
+    # and a window of steps 80-200 (31k) fitted 47 epochs into 223 s that took 146 s. So the rate is
+    # measured over steps 240-340, and ten steps after that are profiled.
+    steps = 30 if r.dry else 360
+    first, last = (10, 25) if r.dry else (240, 340)
     # Its one save (at --max-steps) goes to memory where there is /dev/shm: a first write of 350 MB
     # to the disk there took 11 s.
-    run_dir = "/dev/shm/gpu-check-calibrate" if os.path.isdir("/dev/shm") else f"{WORK}/q-cal"
+    run_dir = f"/dev/shm/gpu-check-calibrate-{v.key}" if os.path.isdir("/dev/shm") else f"{WORK}/q-cal-{v.key}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    profiled = (steps * 5 // 6 + 1, steps * 5 // 6 + 5 if r.dry else steps * 5 // 6 + 10)
-    rc, out, sec = r.run("7-calibrate", ["--config", config, "--run-dir", run_dir, "--max-steps", steps,
-                                         "--save-every-minutes", 0, "--save-every-epochs", 0, *extra],
-                         env={"RESUMABLE_PROFILE_STEPS": f"{profiled[0]}:{profiled[1]}:{WORK}/profile.json"})
+    profiled = (last + 1, last + 5 if r.dry else last + 10)
+    env = {"RESUMABLE_PROFILE_STEPS": f"{profiled[0]}:{profiled[1]}:{WORK}/profile.json"} if profile else {}
+    rc, out, sec = r.run(f"7-{v.key}-calibrate", ["--config", config, "--run-dir", run_dir, "--max-steps", steps,
+                                                 "--save-every-minutes", 0, "--save-every-epochs", 0, *extra], env=env)
     rows = {x["step"]: x for x in map(json.loads, open(f"{run_dir}/metrics.jsonl")) if "loss" in x} if rc == 0 else {}
     shutil.rmtree(run_dir, ignore_errors=True)
+    v.cal_out = out
     if rc != 0:
-        return None, out
-    first, last = steps // 3, steps * 5 // 6
-    batch = json.load(open(config))["batch_size"]
-    sps = (last - first) * batch / (rows[last]["time"] - rows[first]["time"])
+        return
+    batch = int(v.flags[v.flags.index("--batch-size") + 1]) if "--batch-size" in v.flags \
+        else json.load(open(config))["batch_size"]
+    v.sps = (last - first) * batch / (rows[last]["time"] - rows[first]["time"])
+    if not profile:
+        return
     try:
-        say(f"7 quality: profile of steps {profiled[0]}..{profiled[1]}: "
-            f"{profile_summary(f'{WORK}/profile.json', profiled[1] - profiled[0] + 1)}")
+        say(f"7 quality: profile of steps {profiled[0]}..{profiled[1]} of {v.key} (beside {len(r.variants) - 1} "
+            f"other run(s)): {profile_summary(f'{WORK}/profile.json', profiled[1] - profiled[0] + 1)}")
     except Exception as e:  # a diagnostic: never fails the check
         say(f"7 quality: no profile ({type(e).__name__}: {e})")
-    return sps, out
 
 
 def profile_summary(path, steps):
@@ -262,11 +291,10 @@ def profile_summary(path, steps):
     return (f"{len(kernels) / steps:.0f} kernels and {len(ops) / steps:.0f} CPU op events per step, "
             f"{wall / steps / 1000:.1f} ms per step, GPU busy {100 * busy / wall if wall else 0:.0f}% of it")
 
-
-def quality_start(r, config, epochs):
-    extra = r.quality_sizes()
-    argv = [r.trainer, "--config", config, "--run-dir", f"{WORK}/q", "--epochs", str(epochs), *extra]
-    log = open(f"{WORK}/logs/7-train.log", "w")
+def quality_start(r, config, v, epochs):
+    argv = [r.trainer, "--config", config, "--run-dir", v.run_dir(), "--epochs", str(epochs),
+            *r.quality_sizes(), *v.flags]
+    log = open(f"{WORK}/logs/7-{v.key}-train.log", "w")
     log.write(f"$ {' '.join(argv)}\n")
     log.flush()
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -279,7 +307,8 @@ def quality_start(r, config, epochs):
     return proc, log
 
 
-def quality_finish(r, config, proc, log, cap_seconds, started):
+def quality_finish(r, config, v, proc, log, cap_seconds, started):
+    """Waits for the run (SIGTERM at the cap), evaluates the test split; returns (ok, met, val WER, text)."""
     try:
         proc.wait(timeout=max(1, cap_seconds - (time.monotonic() - started)))
         stopped = False
@@ -292,26 +321,28 @@ def quality_finish(r, config, proc, log, cap_seconds, started):
     minutes = (proc.ended - started) / 60
     log.close()
     done = re.findall(r"(?:done|stopped by \S+) at step (\d+)|done: step (\d+), epoch (\d+)",
-                      open(f"{WORK}/logs/7-train.log").read())
-    extra = r.quality_sizes()
+                      open(f"{WORK}/logs/7-{v.key}-train.log").read())
     evals = []
     for beam in (1, 5):
-        rc, eout, _ = r.run(f"7-test-beam{beam}", ["--config", config, "--run-dir", f"{WORK}/q", "--eval",
-                                                   "--beam-size", beam, *extra], timeout=180)
+        rc, eout, _ = r.run(f"7-{v.key}-test-beam{beam}", ["--config", config, "--run-dir", v.run_dir(), "--eval",
+                                                          "--beam-size", beam, *r.quality_sizes(), *v.flags],
+                            timeout=180)
         m = re.search(r"test: WER ([0-9.]+)%, PER ([0-9.]+)%.*?on (\d+) words \(beam (\d+), ([0-9.]+)s\)", eout)
         evals.append((beam, rc, m))
-    rows = [x for x in map(json.loads, open(f"{WORK}/q/metrics.jsonl")) if "loss" in x]
-    vals = [x for x in map(json.loads, open(f"{WORK}/q/metrics.jsonl")) if "val_wer" in x]
+    lines = list(map(json.loads, open(f"{v.run_dir()}/metrics.jsonl")))
+    rows = [x for x in lines if "loss" in x]
+    vals = [x for x in lines if "val_wer" in x]
     step = rows[-1]["step"] if rows else 0
     epochs = done[-1][2] if done and done[-1][2] else f"{rows[-1]['epoch'] if rows else 0}+"
     # Samples over step time (saves and validations excluded), past the first tenth of the steps.
     steady = [x["samples_per_s"] for x in rows[len(rows) // 10:] if x["samples_per_s"] > 0]
     rate = len(steady) / sum(1 / x for x in steady) if steady else 0.0
-    text = [f"configs/gpu.json: {step} steps, {epochs} epoch(s) in {minutes:.2f} min"
+    text = [f"{v.name}: {step} steps, {epochs} epoch(s) in {minutes:.2f} min"
             f"{' (stopped by SIGTERM at the cap)' if stopped else ''}, exit {proc.returncode}, "
             f"{rate:.0f} samples/s"]
-    if vals:
-        text.append(f"best val WER {100 * min(v['val_wer'] for v in vals):.2f}%")
+    best_val = min(x["val_wer"] for x in vals) if vals else None
+    if best_val is not None:
+        text.append(f"best val WER {100 * best_val:.2f}%")
     ok = proc.returncode in (0, 75)
     for beam, rc, m in evals:
         if m:
@@ -319,9 +350,49 @@ def quality_finish(r, config, proc, log, cap_seconds, started):
         else:
             text.append(f"test beam {beam}: exit {rc}, no result")
             ok = False
-    target = ok and any(m and float(m.group(1)) <= 22.0 and float(m.group(2)) <= 5.0 for _, _, m in evals)
-    text.append("target WER <= 22%, PER <= 5.0%: " + ("met" if target else "NOT met"))
-    return ok and (target or r.dry), "; ".join(text)
+    met = ok and any(m and float(m.group(1)) <= 22.0 and float(m.group(2)) <= 5.0 for _, _, m in evals)
+    return ok, met, best_val, "; ".join(text)
+
+
+def quality(r, config):
+    """Check 7: the variants calibrated side by side, trained side by side, each evaluated."""
+    r.variants = quality_variants(r, config)
+    with concurrent.futures.ThreadPoolExecutor(len(r.variants)) as pool:
+        list(pool.map(lambda v: quality_calibrate(r, config, v, v is r.variants[0]), r.variants))
+    failed = [v for v in r.variants if v.sps is None]
+    if failed:
+        return False, "; ".join(f"{v.name}: calibration run failed: " + (v.cal_out.strip().splitlines() or [""])[-1][-200:]
+                                for v in failed)
+    # At most 5 minutes from the start of training, and 50 s left for the test evaluations.
+    cap = 60 if r.dry else min(300, r.left() - 50)
+    runs = []
+    for v in r.variants:
+        n = train_samples(v.cal_out)
+        # The start-up and the slow first epochs (17 s for epoch 1 alone on an H200), then
+        # validations and saves take a share.
+        epochs = 1 if r.dry else max(1, int(0.90 * (cap - 20) * v.sps / n))
+        say(f"7 quality: {v.name}: calibration {v.sps:.0f} samples/s on {n} samples (beside "
+            f"{len(r.variants) - 1} other run(s)) -> {epochs} epochs within {cap:.0f}s")
+        runs.append((v, epochs))
+    started = time.monotonic()
+    procs = [(v, *quality_start(r, config, v, epochs)) for v, epochs in runs]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(procs)) as pool:
+            results = list(pool.map(lambda p: quality_finish(r, config, p[0], p[1], p[2], cap, started), procs))
+    finally:
+        for _, proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for v, (ok, met, best_val, text) in zip(r.variants, results):
+        say(f"7 quality: {v.key}: {text}")
+    # The recipe to judge is the one with the better validation WER.
+    scored = [(res[2] if res[2] is not None else 2.0, i) for i, res in enumerate(results)]
+    pick = min(scored)[1]
+    ok, met, _, text = results[pick]
+    others = "; ".join(f"{v.key}: {res[3]}" for i, (v, res) in enumerate(zip(r.variants, results)) if i != pick)
+    summary = (f"{r.variants[pick].key} (the better validation WER) {text}; target WER <= 22%, PER <= 5.0%: "
+               f"{'met' if met else 'NOT met'} | beside it {others}")
+    return all(res[0] for res in results) and (met or r.dry), summary
 
 
 def await_build(r, status, pid, built, must_leave):
@@ -387,27 +458,7 @@ def main():
     record(6, "throughput", bench, r)
 
     # 7 alone: calibrate, fit the epochs into the time left (at most 5 minutes), train, evaluate.
-    config = "configs/tiny.json" if r.dry else "configs/gpu.json"
-    sps, cal_out = quality_calibrate(r, config)
-    # At most 5 minutes from the start of training, and 50 s left for the two test evaluations.
-    cap = 60 if r.dry else min(300, r.left() - 50)
-    if sps is None:
-        results[7] = ("quality", False, "calibration run failed: " + cal_out.strip().splitlines()[-1][-200:])
-        say(f"7 quality: FAIL {results[7][2]}")
-    else:
-        n = train_samples(cal_out)
-        cfg = json.load(open(config))
-        # Validations, saves and the start-up take a share.
-        epochs = 1 if r.dry else max(1, int(0.90 * (cap - 15) * sps / n))
-        say(f"7 quality: calibration {sps:.0f} samples/s on {n} samples -> {epochs} epochs within {cap:.0f}s "
-            f"(config says {cfg.get('epochs')})")
-        started = time.monotonic()
-        proc, log = quality_start(r, config, epochs)
-        try:
-            record(7, "quality", quality_finish, r, config, proc, log, cap, started)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    record(7, "quality", quality, r, "configs/tiny.json" if r.dry else "configs/gpu.json")
 
     say(f"summary ({(time.monotonic() - r.t0):.0f}s):")
     for n in sorted(results):
