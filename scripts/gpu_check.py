@@ -5,8 +5,8 @@ Order: checks 1-5 first (small runs of configs/tiny.json, two at a time; on the 
 build there runs beside them, on the CPU, while they use the trainer built here), then the
 throughput bench alone, then the quality runs: configs/gpu.json and one variant of it, side by
 side, then their test evaluations. The bench and the quality runs have the GPU (and the CPU that
-launches its kernels) to themselves, and use the trainer built there when that build passed. Every run's output is kept under
-/tmp/gpu-check/logs; each check ends in one line "gpu-check: N NAME: PASS|FAIL ...", and the lines
+launches its kernels) to themselves, and use the trainer built there when that build passed.
+Every run's output is kept under /tmp/gpu-check/logs; each check ends in one line "gpu-check: N NAME: PASS|FAIL ...", and the lines
 are repeated together at the end.
 """
 import argparse
@@ -219,10 +219,10 @@ def bench(r):
 # 5 minutes each (epochs fitted to the time left), then the test split greedy and with beam search.
 
 class Variant:
-    """One quality run: a key for its files, what it is, and the flags it adds to the config."""
+    """One quality run: a key for its files, what it is, its batch and the flags it adds to the config."""
 
-    def __init__(self, key, name, flags):
-        self.key, self.name, self.flags = key, name, [str(f) for f in flags]
+    def __init__(self, key, name, batch, flags):
+        self.key, self.name, self.batch, self.flags = key, name, batch, [str(f) for f in flags]
         self.sps = None       # calibrated samples/s, measured beside the other variant
         self.cal_out = ""
 
@@ -238,11 +238,13 @@ def quality_variants(r, config):
     # validation every 10), whose figures alone are known: test WER 24.56% in 4.1 min there; what
     # it reaches beside the other run shows what sharing the GPU cost. The check passes on the
     # variant with the better validation WER: the test split picks nothing.
-    half = json.load(open(config))["batch_size"] // 2
+    batch = json.load(open(config))["batch_size"]
+    half = batch // 2
     flags = ["--batch-size", half] + ([] if r.dry else ["--lr", "0.0015", "--warmup-epochs", "3",
                                                         "--length-bucketing", "true", "--eval-every-epochs", "10"])
-    return [Variant("a", config, []), Variant("b", f"{config} with batches of {half}"
-                                              + ("" if r.dry else " bucketed by length (its former recipe)"), flags)]
+    return [Variant("a", config, batch, []),
+            Variant("b", f"{config} with batches of {half}" + ("" if r.dry else " bucketed by length (its former recipe)"),
+                    half, flags)]
 
 
 def train_samples(out):
@@ -271,14 +273,12 @@ def quality_calibrate(r, config, v, profile):
     v.cal_out = out
     if rc != 0:
         return
-    batch = int(v.flags[v.flags.index("--batch-size") + 1]) if "--batch-size" in v.flags \
-        else json.load(open(config))["batch_size"]
-    v.sps = (last - first) * batch / (rows[last]["time"] - rows[first]["time"])
+    v.sps = (last - first) * v.batch / (rows[last]["time"] - rows[first]["time"])
     if not profile:
         return
     try:
-        say(f"7 quality: profile of steps {profiled[0]}..{profiled[1]} of {v.key} (beside {len(r.variants) - 1} "
-            f"other run(s)): {profile_summary(f'{WORK}/profile.json', profiled[1] - profiled[0] + 1)}")
+        say(f"7 quality: profile of steps {profiled[0]}..{profiled[1]} of {v.key} (beside the other run): "
+            f"{profile_summary(f'{WORK}/profile.json', profiled[1] - profiled[0] + 1)}")
     except Exception as e:  # a diagnostic: never fails the check
         say(f"7 quality: no profile ({type(e).__name__}: {e})")
 
@@ -293,6 +293,7 @@ def profile_summary(path, steps):
     busy = sum(e.get("dur", 0) for e in kernels)
     return (f"{len(kernels) / steps:.0f} kernels and {len(ops) / steps:.0f} CPU op events per step, "
             f"{wall / steps / 1000:.1f} ms per step, GPU busy {100 * busy / wall if wall else 0:.0f}% of it")
+
 
 def quality_start(r, config, v, epochs):
     argv = [r.trainer, "--config", config, "--run-dir", v.run_dir(), "--epochs", str(epochs),
@@ -359,23 +360,23 @@ def quality_finish(r, config, v, proc, log, cap_seconds, started):
 
 def quality(r, config):
     """Check 7: the variants calibrated side by side, trained side by side, each evaluated."""
-    r.variants = quality_variants(r, config)
-    with concurrent.futures.ThreadPoolExecutor(len(r.variants)) as pool:
-        list(pool.map(lambda v: quality_calibrate(r, config, v, v is r.variants[0]), r.variants))
-    failed = [v for v in r.variants if v.sps is None]
+    variants = quality_variants(r, config)
+    with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
+        list(pool.map(lambda v: quality_calibrate(r, config, v, v is variants[0]), variants))
+    failed = [v for v in variants if v.sps is None]
     if failed:
         return False, "; ".join(f"{v.name}: calibration run failed: " + (v.cal_out.strip().splitlines() or [""])[-1][-200:]
                                 for v in failed)
     # At most 5 minutes from the start of training, and 50 s left for the test evaluations.
     cap = 60 if r.dry else min(300, r.left() - 50)
     runs = []
-    for v in r.variants:
+    for v in variants:
         n = train_samples(v.cal_out)
         # The start-up and the slow first epochs (17 s for epoch 1 alone on an H200), then
         # validations and saves take a share.
         epochs = 1 if r.dry else max(1, int(0.90 * (cap - 20) * v.sps / n))
-        say(f"7 quality: {v.name}: calibration {v.sps:.0f} samples/s on {n} samples (beside "
-            f"{len(r.variants) - 1} other run(s)) -> {epochs} epochs within {cap:.0f}s")
+        say(f"7 quality: {v.name}: calibration {v.sps:.0f} samples/s on {n} samples (beside the other run) "
+            f"-> {epochs} epochs within {cap:.0f}s")
         runs.append((v, epochs))
     started = time.monotonic()
     procs = [(v, *quality_start(r, config, v, epochs)) for v, epochs in runs]
@@ -386,14 +387,14 @@ def quality(r, config):
         for _, proc, _ in procs:
             if proc.poll() is None:
                 proc.kill()
-    for v, (ok, met, best_val, text) in zip(r.variants, results):
+    for v, (_, _, _, text) in zip(variants, results):
         say(f"7 quality: {v.key}: {text}")
     # The recipe to judge is the one with the better validation WER.
     scored = [(res[2] if res[2] is not None else 2.0, i) for i, res in enumerate(results)]
     pick = min(scored)[1]
-    ok, met, _, text = results[pick]
-    others = "; ".join(f"{v.key}: {res[3]}" for i, (v, res) in enumerate(zip(r.variants, results)) if i != pick)
-    summary = (f"{r.variants[pick].key} (the better validation WER) {text}; target WER <= 22%, PER <= 5.0%: "
+    _, met, _, text = results[pick]
+    others = "; ".join(f"{v.key}: {res[3]}" for i, (v, res) in enumerate(zip(variants, results)) if i != pick)
+    summary = (f"{variants[pick].key} (the better validation WER) {text}; target WER <= 22%, PER <= 5.0%: "
                f"{'met' if met else 'NOT met'} | beside it {others}")
     return all(res[0] for res in results) and (met or r.dry), summary
 
@@ -460,7 +461,8 @@ def main():
     # 6 alone: the throughput comparison needs the GPU and the CPU to itself.
     record(6, "throughput", bench, r)
 
-    # 7 alone: calibrate, fit the epochs into the time left (at most 5 minutes), train, evaluate.
+    # 7 after it: two recipes calibrated, fitted into the time left (at most 5 minutes) and trained
+    # side by side, then evaluated.
     record(7, "quality", quality, r, "configs/tiny.json" if r.dry else "configs/gpu.json")
 
     say(f"summary ({(time.monotonic() - r.t0):.0f}s):")
