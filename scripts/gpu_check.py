@@ -6,8 +6,8 @@ build there runs beside them, on the CPU, while they use the trainer built here)
 throughput bench alone, then the quality runs: configs/gpu.json and one variant of it, side by
 side, then their test evaluations. The bench and the quality runs have the GPU (and the CPU that
 launches its kernels) to themselves, and use the trainer built there when that build passed.
-Every run's output is kept under /tmp/gpu-check/logs; each check ends in one line "gpu-check: N NAME: PASS|FAIL ...", and the lines
-are repeated together at the end.
+Every run's output is kept under /tmp/gpu-check/logs; each check ends in one line
+"gpu-check: N NAME: PASS|FAIL ...", and the lines are repeated together at the end.
 """
 import argparse
 import concurrent.futures
@@ -391,8 +391,6 @@ def quality(r, config):
         for _, proc, _ in procs:
             if proc.poll() is None:
                 proc.kill()
-    for v, (_, _, _, text) in zip(variants, results):
-        say(f"7 quality: {v.key}: {text}")
     # The recipe to judge is the one with the better validation WER.
     scored = [(res[2] if res[2] is not None else 2.0, i) for i, res in enumerate(results)]
     pick = min(scored)[1]
