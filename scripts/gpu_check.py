@@ -225,25 +225,9 @@ def bench(r):
 # Quality: configs/gpu.json trained on the one GPU for at most 5 minutes (epochs fitted to the time
 # left), then the test split greedy and with beam search.
 
-class Variant:
-    """One quality run: a key for its files, what it is, its batch and the flags it adds to the config."""
-
-    def __init__(self, key, name, batch, flags):
-        self.key, self.name, self.batch, self.flags = key, name, batch, [str(f) for f in flags]
-        self.sps = None       # calibrated samples/s, measured beside the other variants
-        self.cal_out = ""
-
-    def run_dir(self):
-        return f"{WORK}/q-{self.key}"
-
-
-def quality_variants(r, config):
-    # gpu.json alone. Its batches of 2,048 kept an H200 busy 35% of each step (the step is bound
-    # by kernel launches), so it now takes batches of 4,096, which should keep it about 70% busy
-    # and an H100, with slower memory, busier still: a second recipe beside it would slow it
-    # down. The machinery takes several variants (trained side by side, judged on the better
-    # validation WER, so that the test split picks nothing) for a card with room for them.
-    return [Variant("a", config, json.load(open(config))["batch_size"], [])]
+# gpu.json alone: its batches of 4,096 kept an H100 58% busy (at 2,048 an H200 was 35% busy), so a
+# second recipe beside it on the one GPU would slow it down.
+QUALITY_DIR = f"{WORK}/q"
 
 
 def train_samples(out):
@@ -251,8 +235,9 @@ def train_samples(out):
     return int(m.group(1)) if m else 121099
 
 
-def quality_calibrate(r, config, v, profile):
-    extra = (["--epochs", "1"] if r.dry else []) + r.quality_sizes() + v.flags
+def quality_calibrate(r, config):
+    """Samples/s of gpu.json past its first steps (None if the run failed), and the run's output."""
+    extra = (["--epochs", "1"] if r.dry else []) + r.quality_sizes()
     # The first steps are slower (allocator, kernel selection for each new sequence length): on an
     # H200 gpu.json ran epochs 1-3 (steps 1-180) at 7-40k samples/s and from step 240 on at 45-50k,
     # and a window of steps 80-200 (31k) fitted 47 epochs into 223 s that took 146 s. So the rate is
@@ -261,25 +246,22 @@ def quality_calibrate(r, config, v, profile):
     first, last = (10, 25) if r.dry else (240, 340)
     # Its one save (at --max-steps) goes to memory where there is /dev/shm: a first write of 350 MB
     # to the disk there took 11 s.
-    run_dir = f"/dev/shm/gpu-check-calibrate-{v.key}" if os.path.isdir("/dev/shm") else f"{WORK}/q-cal-{v.key}"
+    run_dir = "/dev/shm/gpu-check-calibrate" if os.path.isdir("/dev/shm") else f"{WORK}/q-calibrate"
     shutil.rmtree(run_dir, ignore_errors=True)
     profiled = (last + 1, last + 5 if r.dry else last + 10)
-    env = {"RESUMABLE_PROFILE_STEPS": f"{profiled[0]}:{profiled[1]}:{WORK}/profile.json"} if profile else {}
-    rc, out, sec = r.run(f"7-{v.key}-calibrate", ["--config", config, "--run-dir", run_dir, "--max-steps", steps,
-                                                 "--save-every-minutes", 0, "--save-every-epochs", 0, *extra], env=env)
+    env = {"RESUMABLE_PROFILE_STEPS": f"{profiled[0]}:{profiled[1]}:{WORK}/profile.json"}
+    rc, out, _ = r.run("7-calibrate", ["--config", config, "--run-dir", run_dir, "--max-steps", steps,
+                                       "--save-every-minutes", 0, "--save-every-epochs", 0, *extra], env=env)
     rows = {x["step"]: x for x in map(json.loads, open(f"{run_dir}/metrics.jsonl")) if "loss" in x} if rc == 0 else {}
     shutil.rmtree(run_dir, ignore_errors=True)
-    v.cal_out = out
     if rc != 0:
-        return
-    v.sps = (last - first) * v.batch / (rows[last]["time"] - rows[first]["time"])
-    if not profile:
-        return
+        return None, out
     try:
-        say(f"7 quality: profile of steps {profiled[0]}..{profiled[1]} of {v.key}: "
+        say(f"7 quality: profile of steps {profiled[0]}..{profiled[1]}: "
             f"{profile_summary(f'{WORK}/profile.json', profiled[1] - profiled[0] + 1)}")
     except Exception as e:  # a diagnostic: never fails the check
         say(f"7 quality: no profile ({type(e).__name__}: {e})")
+    return (last - first) * json.load(open(config))["batch_size"] / (rows[last]["time"] - rows[first]["time"]), out
 
 
 def profile_summary(path, steps):
@@ -304,45 +286,40 @@ def profile_summary(path, steps):
             f"{wall / steps / 1000:.1f} ms per step, GPU busy {100 * busy / wall if wall else 0:.0f}% of it")
 
 
-def quality_start(r, config, v, epochs):
-    argv = [r.trainer, "--config", config, "--run-dir", v.run_dir(), "--epochs", str(epochs),
-            *r.quality_sizes(), *v.flags]
-    log = open(f"{WORK}/logs/7-{v.key}-train.log", "w")
-    log.write(f"$ {' '.join(argv)}\n")
-    log.flush()
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    proc.ended = None
+def quality_train(r, config, epochs, cap_seconds):
+    """Trains gpu.json (SIGTERM at the cap: the trainer saves and exits 75, still within it).
+    Returns (exit code, minutes from start to end, whether the cap stopped it)."""
+    argv = [r.trainer, "--config", config, "--run-dir", QUALITY_DIR, "--epochs", str(epochs), *r.quality_sizes()]
+    with open(f"{WORK}/logs/7-train.log", "w") as log:
+        log.write(f"$ {' '.join(argv)}\n")
+        log.flush()
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            try:
+                proc.wait(timeout=cap_seconds)
+                stopped = False
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait()
+                stopped = True
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        return proc.returncode, (time.monotonic() - started) / 60, stopped
 
-    def watch():
-        proc.wait()
-        proc.ended = time.monotonic()
-    threading.Thread(target=watch, daemon=True).start()
-    return proc, log
 
-
-def quality_finish(r, config, v, proc, log, cap_seconds, started):
-    """Waits for the run (SIGTERM at the cap), evaluates the test split; returns (ok, met, val WER, text)."""
-    try:
-        proc.wait(timeout=max(1, cap_seconds - (time.monotonic() - started)))
-        stopped = False
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)  # the trainer saves and exits 75: still within the cap
-        proc.wait()
-        stopped = True
-    while proc.ended is None:
-        time.sleep(0.05)
-    minutes = (proc.ended - started) / 60
-    log.close()
+def quality_report(r, config, rc, minutes, stopped):
+    """Evaluates the test split, greedy and beam 5; returns (ok, met, text)."""
     done = re.findall(r"(?:done|stopped by \S+) at step (\d+)|done: step (\d+), epoch (\d+)",
-                      open(f"{WORK}/logs/7-{v.key}-train.log").read())
+                      open(f"{WORK}/logs/7-train.log").read())
     evals = []
     for beam in (1, 5):
-        rc, eout, _ = r.run(f"7-{v.key}-test-beam{beam}", ["--config", config, "--run-dir", v.run_dir(), "--eval",
-                                                          "--beam-size", beam, *r.quality_sizes(), *v.flags],
-                            timeout=180)
+        erc, eout, _ = r.run(f"7-test-beam{beam}", ["--config", config, "--run-dir", QUALITY_DIR, "--eval",
+                                                    "--beam-size", beam, *r.quality_sizes()], timeout=180)
         m = re.search(r"test: WER ([0-9.]+)%, PER ([0-9.]+)%.*?on (\d+) words \(beam (\d+), ([0-9.]+)s\)", eout)
-        evals.append((beam, rc, m))
-    lines = list(map(json.loads, open(f"{v.run_dir()}/metrics.jsonl")))
+        evals.append((beam, erc, m))
+    lines = list(map(json.loads, open(f"{QUALITY_DIR}/metrics.jsonl")))
     rows = [x for x in lines if "loss" in x]
     vals = [x for x in lines if "val_wer" in x]
     step = rows[-1]["step"] if rows else 0
@@ -350,64 +327,38 @@ def quality_finish(r, config, v, proc, log, cap_seconds, started):
     # Samples over step time (saves and validations excluded), past the first tenth of the steps.
     steady = [x["samples_per_s"] for x in rows[len(rows) // 10:] if x["samples_per_s"] > 0]
     rate = len(steady) / sum(1 / x for x in steady) if steady else 0.0
-    text = [f"{v.name}: {step} steps, {epochs} epoch(s) in {minutes:.2f} min"
-            f"{' (stopped by SIGTERM at the cap)' if stopped else ''}, exit {proc.returncode}, "
-            f"{rate:.0f} samples/s"]
-    best_val = min(x["val_wer"] for x in vals) if vals else None
-    if best_val is not None:
-        text.append(f"best val WER {100 * best_val:.2f}%")
-    ok = proc.returncode in (0, 75)
-    for beam, rc, m in evals:
+    text = [f"{config}: {step} steps, {epochs} epoch(s) in {minutes:.2f} min"
+            f"{' (stopped by SIGTERM at the cap)' if stopped else ''}, exit {rc}, {rate:.0f} samples/s"]
+    if vals:
+        text.append(f"best val WER {100 * min(x['val_wer'] for x in vals):.2f}%")
+    ok = rc in (0, 75)
+    for beam, erc, m in evals:
         if m:
             text.append(f"test beam {beam}: WER {m.group(1)}%, PER {m.group(2)}% on {m.group(3)} words ({m.group(5)}s)")
         else:
-            text.append(f"test beam {beam}: exit {rc}, no result")
+            text.append(f"test beam {beam}: exit {erc}, no result")
             ok = False
     met = ok and any(m and float(m.group(1)) <= 22.0 and float(m.group(2)) <= 5.0 for _, _, m in evals)
-    return ok, met, best_val, "; ".join(text)
+    return ok, met, "; ".join(text)
 
 
 def quality(r, config):
-    """Check 7: the variants (gpu.json alone now) calibrated and trained side by side, each evaluated."""
-    variants = quality_variants(r, config)
-    with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
-        list(pool.map(lambda v: quality_calibrate(r, config, v, v is variants[0]), variants))
-    failed = [v for v in variants if v.sps is None]
-    if failed:
-        return False, "; ".join(f"{v.name}: calibration run failed: " + (v.cal_out.strip().splitlines() or [""])[-1][-200:]
-                                for v in failed)
+    """Check 7: gpu.json calibrated, fitted into the time left (at most 5 minutes), trained, evaluated."""
+    sps, cal_out = quality_calibrate(r, config)
+    if sps is None:
+        return False, f"{config}: calibration run failed: " + (cal_out.strip().splitlines() or [""])[-1][-200:]
     # At most 5 minutes from the start of training, and 50 s left for the test evaluations.
     cap = 60 if r.dry else min(300, r.left() - 50)
-    runs = []
-    for v in variants:
-        n = train_samples(v.cal_out)
-        # 20 s for the start-up and the slow first epochs (17 s for epoch 1 alone on an H200).
-        # The calibration, over steps 240-340, still runs slower than the rest: on an H100 it
-        # measured 38,700 samples/s and the run then held 44,500 (2026-11-27: 66 epochs fitted
-        # into 251 s took 194), since the first epochs still meet new sequence shapes. So 10%
-        # more, which leaves room for the validations and saves.
-        epochs = 1 if r.dry else max(1, int(1.10 * (cap - 20) * v.sps / n))
-        beside = " (beside the other runs)" if len(variants) > 1 else ""
-        say(f"7 quality: {v.name}: calibration {v.sps:.0f} samples/s on {n} samples{beside} "
-            f"-> {epochs} epochs within {cap:.0f}s")
-        runs.append((v, epochs))
-    started = time.monotonic()
-    procs = [(v, *quality_start(r, config, v, epochs)) for v, epochs in runs]
-    try:
-        with concurrent.futures.ThreadPoolExecutor(len(procs)) as pool:
-            results = list(pool.map(lambda p: quality_finish(r, config, p[0], p[1], p[2], cap, started), procs))
-    finally:
-        for _, proc, _ in procs:
-            if proc.poll() is None:
-                proc.kill()
-    # The recipe to judge is the one with the better validation WER.
-    scored = [(res[2] if res[2] is not None else 2.0, i) for i, res in enumerate(results)]
-    pick = min(scored)[1]
-    _, met, _, text = results[pick]
-    others = "; ".join(f"{v.key}: {res[3]}" for i, (v, res) in enumerate(zip(variants, results)) if i != pick)
-    summary = (f"{variants[pick].key + ' (the better validation WER) ' if others else ''}{text}; target WER <= 22%, "
-               f"PER <= 5.0%: {'met' if met else 'NOT met'}{' | beside it ' + others if others else ''}")
-    return all(res[0] for res in results) and (met or r.dry), summary
+    n = train_samples(cal_out)
+    # 20 s for the start-up and the slow first epochs (17 s for epoch 1 alone on an H200).
+    # The calibration, over steps 240-340, still runs slower than the rest: on an H100 it
+    # measured 38,700 samples/s and the run then held 44,500 (2026-11-27: 66 epochs fitted
+    # into 251 s took 194), since the first epochs still meet new sequence shapes. So 10%
+    # more, which leaves room for the validations and saves.
+    epochs = 1 if r.dry else max(1, int(1.10 * (cap - 20) * sps / n))
+    say(f"7 quality: {config}: calibration {sps:.0f} samples/s on {n} samples -> {epochs} epochs within {cap:.0f}s")
+    ok, met, text = quality_report(r, config, *quality_train(r, config, epochs, cap))
+    return ok and (met or r.dry), f"{text}; target WER <= 22%, PER <= 5.0%: {'met' if met else 'NOT met'}"
 
 
 def finish_build(r, status, pid, built, switch):
@@ -475,7 +426,7 @@ def main():
     if a.build_status and os.path.exists(a.build_status):
         record(0, "build", finish_build, r, a.build_status, a.build_pid, a.built, True)
     elif a.build_status:
-        # On an H100 machine the build took over 154 s beside checks 1-5, which took about 100 s;
+        # On an H100 machine the build was still running after 154 s, when checks 1-5 had ended;
         # waiting for it would take the quality run's time. It goes on at the lowest priority (the
         # runs below launch kernels from one thread each; there are 16 cores), and checks 6-7 use
         # the trainer built here from the very same sources.
@@ -484,7 +435,8 @@ def main():
         say(f"0 build: still running after {time.monotonic() - r.t0:.0f}s; it goes on beside checks 6-7 at the "
             f"lowest CPU priority, and they use {os.path.relpath(r.trainer)} (built from the same sources)")
 
-    # 6 alone: the throughput comparison needs the GPU and the CPU to itself.
+    # 6 alone: the throughput comparison needs the GPU, and the CPU that launches its kernels, to
+    # itself (but for a build still running at the lowest priority).
     record(6, "throughput", bench, r)
 
     # 7 after it: gpu.json calibrated, fitted into the time left (at most 5 minutes), trained and
