@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import shlex
 import signal
 import socket
 import subprocess
@@ -34,8 +35,9 @@ def say(text):
 
 
 class Runner:
-    def __init__(self, trainer, python, device, dry, seconds):
+    def __init__(self, trainer, python, device, dry, seconds, quality_flags=()):
         self.trainer = os.path.abspath(trainer)
+        self.quality_flags = list(quality_flags)  # trainer flags added to check 7's config
         self.python = python
         self.device = device
         self.dry = dry
@@ -63,9 +65,10 @@ class Runner:
             f.write(f"$ {' '.join(cmd)}\n# exit {rc} after {seconds:.1f}s\n{out}")
         return rc, out, seconds
 
-    def quality_sizes(self):
-        """The dry run's stand-in for gpu.json's full data: few words, a small evaluation."""
-        return ["--limit-words", "3000", "--eval-limit", "200"] if self.dry else []
+    def quality_args(self):
+        """Check 7's flags: the dry run's stand-in for gpu.json's full data (few words, a small
+        evaluation), then the recipe's own (--quality-flags)."""
+        return (["--limit-words", "3000", "--eval-limit", "200"] if self.dry else []) + self.quality_flags
 
     def tiny(self, run_dir, *extra):
         return ["--config", "configs/tiny.json", "--device", self.device, "--run-dir", f"{WORK}/{run_dir}", *extra]
@@ -237,7 +240,7 @@ def train_samples(out):
 
 def quality_calibrate(r, config):
     """Samples/s of gpu.json past its first steps (None if the run failed), and the run's output."""
-    extra = (["--epochs", "1"] if r.dry else []) + r.quality_sizes()
+    extra = (["--epochs", "1"] if r.dry else []) + r.quality_args()
     # The first steps are slower (allocator, kernel selection for each new sequence length): on an
     # H200 gpu.json ran epochs 1-3 (steps 1-180) at 7-40k samples/s and from step 240 on at 45-50k,
     # and a window of steps 80-200 (31k) fitted 47 epochs into 223 s that took 146 s. So the rate is
@@ -261,7 +264,8 @@ def quality_calibrate(r, config):
             f"{profile_summary(f'{WORK}/profile.json', profiled[1] - profiled[0] + 1)}")
     except Exception as e:  # a diagnostic: never fails the check
         say(f"7 quality: no profile ({type(e).__name__}: {e})")
-    return (last - first) * json.load(open(config))["batch_size"] / (rows[last]["time"] - rows[first]["time"]), out
+    batch = int(re.search(r"global batch (\d+)", out).group(1))
+    return (last - first) * batch / (rows[last]["time"] - rows[first]["time"]), out
 
 
 def profile_summary(path, steps):
@@ -289,7 +293,7 @@ def profile_summary(path, steps):
 def quality_train(r, config, epochs, cap_seconds):
     """Trains gpu.json (SIGTERM at the cap: the trainer saves and exits 75, still within it).
     Returns (exit code, minutes from start to end, whether the cap stopped it)."""
-    argv = [r.trainer, "--config", config, "--run-dir", QUALITY_DIR, "--epochs", str(epochs), *r.quality_sizes()]
+    argv = [r.trainer, "--config", config, "--run-dir", QUALITY_DIR, "--epochs", str(epochs), *r.quality_args()]
     with open(f"{WORK}/logs/7-train.log", "w") as log:
         log.write(f"$ {' '.join(argv)}\n")
         log.flush()
@@ -316,7 +320,7 @@ def quality_report(r, config, rc, minutes, stopped):
     evals = []
     for beam in (1, 5):
         erc, eout, _ = r.run(f"7-test-beam{beam}", ["--config", config, "--run-dir", QUALITY_DIR, "--eval",
-                                                    "--beam-size", beam, *r.quality_sizes()], timeout=180)
+                                                    "--beam-size", beam, *r.quality_args()], timeout=180)
         m = re.search(r"test: WER ([0-9.]+)%, PER ([0-9.]+)%.*?on (\d+) words \(beam (\d+), ([0-9.]+)s\)", eout)
         evals.append((beam, erc, m))
     lines = list(map(json.loads, open(f"{QUALITY_DIR}/metrics.jsonl")))
@@ -327,7 +331,8 @@ def quality_report(r, config, rc, minutes, stopped):
     # Samples over step time (saves and validations excluded), past the first tenth of the steps.
     steady = [x["samples_per_s"] for x in rows[len(rows) // 10:] if x["samples_per_s"] > 0]
     rate = len(steady) / sum(1 / x for x in steady) if steady else 0.0
-    text = [f"{config}: {step} steps, {epochs} epoch(s) in {minutes:.2f} min"
+    recipe = " ".join([config, *r.quality_flags])
+    text = [f"{recipe}: {step} steps, {epochs} epoch(s) in {minutes:.2f} min"
             f"{' (stopped by SIGTERM at the cap)' if stopped else ''}, exit {rc}, {rate:.0f} samples/s"]
     if vals:
         text.append(f"best val WER {100 * min(x['val_wer'] for x in vals):.2f}%")
@@ -356,7 +361,7 @@ def quality(r, config):
     # into 251 s took 194), since the first epochs still meet new sequence shapes. So 10%
     # more, which leaves room for the validations and saves.
     epochs = 1 if r.dry else max(1, int(1.10 * (cap - 20) * sps / n))
-    say(f"7 quality: {config}: calibration {sps:.0f} samples/s on {n} samples -> {epochs} epochs within {cap:.0f}s")
+    say(f"7 quality: {' '.join([config, *r.quality_flags])}: calibration {sps:.0f} samples/s on {n} samples -> {epochs} epochs within {cap:.0f}s")
     ok, met, text = quality_report(r, config, *quality_train(r, config, epochs, cap))
     return ok and (met or r.dry), f"{text}; target WER <= 22%, PER <= 5.0%: {'met' if met else 'NOT met'}"
 
@@ -391,29 +396,9 @@ def finish_build(r, status, pid, built, switch):
                   f"({nccl.group(0) if nccl else 'no NCCL'}); {used}")
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--trainer", required=True)
-    p.add_argument("--python", default=sys.executable)
-    p.add_argument("--seconds", type=float, default=540, help="everything must end within this")
-    p.add_argument("--cpu-dry-run", action="store_true")
-    p.add_argument("--build-status", help="the file a build beside checks 1-5 writes 'RC SECONDS' to")
-    p.add_argument("--build-pid", type=int, help="that build's process group")
-    p.add_argument("--built", default="build-gpu/trainer", help="the trainer that build makes")
-    a = p.parse_args()
-    shutil.rmtree(WORK, ignore_errors=True)
-    os.makedirs(f"{WORK}/logs")
-    r = Runner(a.trainer, a.python, "cpu" if a.cpu_dry_run else "cuda", a.cpu_dry_run, a.seconds)
-    results = {}
-
-    def record(n, name, fn, *args):
-        try:
-            ok, text = fn(*args)
-        except Exception as e:  # a broken check must not take the others with it
-            ok, text = False, f"{type(e).__name__}: {e}"
-        results[n] = (name, ok, text)
-        say(f"{n} {name}: {'PASS' if ok else 'FAIL'} {text}")
-
+def checks_before_quality(r, a, record):
+    """Checks 1-5, the build beside them (check 0 now, or later: returns whether it is pending)
+    and the bench (6)."""
     # 1-5 first: small, two at a time, and only correctness is asked of them.
     with concurrent.futures.ThreadPoolExecutor(2) as pool, concurrent.futures.ThreadPoolExecutor(2) as inner:
         jobs = {1: ("cuda single process", check_cuda_single, r), 2: ("nccl", check_nccl, r),
@@ -438,6 +423,36 @@ def main():
     # 6 alone: the throughput comparison needs the GPU, and the CPU that launches its kernels, to
     # itself (but for a build still running at the lowest priority).
     record(6, "throughput", bench, r)
+    return build_pending
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--trainer", required=True)
+    p.add_argument("--python", default=sys.executable)
+    p.add_argument("--seconds", type=float, default=540, help="everything must end within this")
+    p.add_argument("--cpu-dry-run", action="store_true")
+    p.add_argument("--quality-only", action="store_true", help="check 7 alone (a recipe tried in a second call)")
+    p.add_argument("--quality-flags", default="", help="trainer flags added to check 7's config, as one string")
+    p.add_argument("--build-status", help="the file a build beside checks 1-5 writes 'RC SECONDS' to")
+    p.add_argument("--build-pid", type=int, help="that build's process group")
+    p.add_argument("--built", default="build-gpu/trainer", help="the trainer that build makes")
+    a = p.parse_args()
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(f"{WORK}/logs")
+    r = Runner(a.trainer, a.python, "cpu" if a.cpu_dry_run else "cuda", a.cpu_dry_run, a.seconds,
+               shlex.split(a.quality_flags))
+    results = {}
+
+    def record(n, name, fn, *args):
+        try:
+            ok, text = fn(*args)
+        except Exception as e:  # a broken check must not take the others with it
+            ok, text = False, f"{type(e).__name__}: {e}"
+        results[n] = (name, ok, text)
+        say(f"{n} {name}: {'PASS' if ok else 'FAIL'} {text}")
+
+    build_pending = False if a.quality_only else checks_before_quality(r, a, record)
 
     # 7 after it: gpu.json calibrated, fitted into the time left (at most 5 minutes), trained and
     # evaluated.
@@ -449,7 +464,7 @@ def main():
     for n in sorted(results):
         name, ok, text = results[n]
         say(f"{n} {name}: {'PASS' if ok else 'FAIL'} {text}")
-    expected = 8 if a.build_status else 7
+    expected = 1 if a.quality_only else 8 if a.build_status else 7
     return 0 if all(ok for _, ok, _ in results.values()) and len(results) == expected else 1
 
 
