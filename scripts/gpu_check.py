@@ -357,10 +357,12 @@ def quality(r, config):
     n = train_samples(cal_out)
     # 20 s for the start-up and the slow first epochs (17 s for epoch 1 alone on an H200).
     # The calibration, over steps 240-340, still runs slower than the rest: on an H100 it
-    # measured 38,700 samples/s and the run then held 44,500 (2026-11-27: 66 epochs fitted
-    # into 251 s took 194), since the first epochs still meet new sequence shapes. So 10%
-    # more, which leaves room for the validations and saves.
-    epochs = 1 if r.dry else max(1, int(1.10 * (cap - 20) * sps / n))
+    # measured 38,700 samples/s and the run then held 44,500 (2026-11-27: 66 epochs fitted at
+    # 90% of that rate into 251 s took 194), since the first epochs still meet new sequence
+    # shapes. That shortfall is now the margin for validations and saves: a run stopped at the
+    # cap would end before its learning rate has decayed and lose the epochs since its last
+    # validation.
+    epochs = 1 if r.dry else max(1, int((cap - 20) * sps / n))
     say(f"7 quality: {' '.join([config, *r.quality_flags])}: calibration {sps:.0f} samples/s on {n} samples -> {epochs} epochs within {cap:.0f}s")
     ok, met, text = quality_report(r, config, *quality_train(r, config, epochs, cap))
     return ok and (met or r.dry), f"{text}; target WER <= 22%, PER <= 5.0%: {'met' if met else 'NOT met'}"
