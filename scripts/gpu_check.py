@@ -65,6 +65,10 @@ class Runner:
             f.write(f"$ {' '.join(cmd)}\n# exit {rc} after {seconds:.1f}s\n{out}")
         return rc, out, seconds
 
+    def recipe(self, config):
+        """Check 7's recipe as its lines name it: the config and the flags added to it."""
+        return " ".join([config, *self.quality_flags])
+
     def quality_args(self):
         """Check 7's flags: the dry run's stand-in for gpu.json's full data (few words, a small
         evaluation), then the recipe's own (--quality-flags)."""
@@ -300,13 +304,12 @@ def quality_train(r, config, epochs, cap_seconds):
         started = time.monotonic()
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            try:
-                proc.wait(timeout=cap_seconds)
-                stopped = False
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait()
-                stopped = True
+            proc.wait(timeout=cap_seconds)
+            stopped = False
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+            stopped = True
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -331,8 +334,7 @@ def quality_report(r, config, rc, minutes, stopped):
     # Samples over step time (saves and validations excluded), past the first tenth of the steps.
     steady = [x["samples_per_s"] for x in rows[len(rows) // 10:] if x["samples_per_s"] > 0]
     rate = len(steady) / sum(1 / x for x in steady) if steady else 0.0
-    recipe = " ".join([config, *r.quality_flags])
-    text = [f"{recipe}: {step} steps, {epochs} epoch(s) in {minutes:.2f} min"
+    text = [f"{r.recipe(config)}: {step} steps, {epochs} epoch(s) in {minutes:.2f} min"
             f"{' (stopped by SIGTERM at the cap)' if stopped else ''}, exit {rc}, {rate:.0f} samples/s"]
     if vals:
         text.append(f"best val WER {100 * min(x['val_wer'] for x in vals):.2f}%")
@@ -363,7 +365,8 @@ def quality(r, config):
     # cap would end before its learning rate has decayed and lose the epochs since its last
     # validation.
     epochs = 1 if r.dry else max(1, int((cap - 20) * sps / n))
-    say(f"7 quality: {' '.join([config, *r.quality_flags])}: calibration {sps:.0f} samples/s on {n} samples -> {epochs} epochs within {cap:.0f}s")
+    say(f"7 quality: {r.recipe(config)}: calibration {sps:.0f} samples/s on {n} samples "
+        f"-> {epochs} epochs within {cap:.0f}s")
     ok, met, text = quality_report(r, config, *quality_train(r, config, epochs, cap))
     return ok and (met or r.dry), f"{text}; target WER <= 22%, PER <= 5.0%: {'met' if met else 'NOT met'}"
 
