@@ -106,6 +106,10 @@ std::vector<ConfigField> make_fields() {
             number_in(&C::warmup_epochs, 0, 1e6, false)),
       field("total_steps", &C::total_steps, R::kSchedule, "schedule length in steps (0 = from epochs)",
             int_at_least(&C::total_steps, 0)),
+      field("time_budget_minutes", &C::time_budget_minutes, R::kSchedule,
+            "minutes of training, all resumes together: the epochs are fitted to them at every epoch end, "
+            "by the measured rate, so the LR decays just as they run out (0 = off: --epochs)",
+            number_in(&C::time_budget_minutes, 0, 1e7, false)),
       field("weight_decay", &C::weight_decay, R::kTuning, "AdamW weight decay",
             number_in(&C::weight_decay, 0, 10, false)),
       field("adam_beta1", &C::adam_beta1, R::kTuning, "AdamW beta1", number_in(&C::adam_beta1, 0, 1, true)),
@@ -361,6 +365,9 @@ void validate(const TrainConfig& cfg, const std::string& origin) {
   if (cfg.min_lr > cfg.lr)
     throw ConfigError(origin + ": field 'min_lr': expected a value <= lr=" + std::to_string(cfg.lr) +
                       ", got " + std::to_string(cfg.min_lr));
+  if (cfg.time_budget_minutes > 0 && cfg.total_steps > 0)
+    throw ConfigError(origin + ": fields 'time_budget_minutes' and 'total_steps': expected one of them, got both "
+                      "(the budget fits the schedule's length)");
   if (cfg.val_fraction + cfg.test_fraction >= 0.9)
     throw ConfigError(origin + ": fields 'val_fraction' + 'test_fraction': expected a sum < 0.9");
   if (cfg.resume_from.empty())

@@ -113,6 +113,9 @@ void check_train_state(const StateReader& r, CheckpointSummary& s) {
     r["best_step"].fail("out of range (" + std::to_string(state.best_step) + " for global_step " +
                         std::to_string(state.global_step) + ")");
   if (!(state.epoch_tokens >= 0) || !std::isfinite(state.epoch_loss_sum)) r["epoch_tokens"].fail("out of range");
+  if (r.has("train_seconds") && !(state.train_seconds >= 0 && std::isfinite(state.train_seconds)))
+    r["train_seconds"].fail("expected a finite number >= 0");
+  if (r.has("fitted_epochs")) at_least(r["fitted_epochs"], state.fitted_epochs, 0);
   s.global_step = state.global_step;
   s.epoch = state.epoch;
   s.has_best = state.has_best;
@@ -174,9 +177,9 @@ void check_resume_proof(const StateReader& r, CheckpointSummary& s) {
 const std::vector<ComponentSpec>& checkpoint_components() {
   using namespace ckpt_key;
   static const std::vector<ComponentSpec> table = {
-      {kConfig, 4,
+      {kConfig, 5,
        "the full resolved config (version 2 added save_timeout_s, 3 async_save, 4 proof_batches, allow_data_drift, "
-       "deadline, deadline_margin_s, deadline_refresh_s)",
+       "deadline, deadline_margin_s, deadline_refresh_s, 5 time_budget_minutes)",
        check_config},
       {kVocabulary, 1, "grapheme and phoneme symbols: what each embedding row means", check_vocabulary},
       {kData, 1, "training-set size and fingerprint: a resume on other data is refused", check_data},
@@ -185,7 +188,9 @@ const std::vector<ComponentSpec>& checkpoint_components() {
       {kLrScheduler, 1, "warmup + cosine: warmup, total, max/min LR, step, re-plan anchor", check_lr_scheduler},
       {kLossScaler, 1, "fp16 dynamic loss scale and its counters", check_loss_scaler},
       {kSampler, 1, "data order seed, epoch and the global cursor within it", check_sampler},
-      {kTrainState, 2, "step, epoch, best metric and its step (version 2 added eval_pending)", check_train_state},
+      {kTrainState, 3,
+       "step, epoch, best metric and its step (version 2 added eval_pending, 3 train_seconds and fitted_epochs)",
+       check_train_state},
       {kHistory, 1, "per step, epoch and evaluation: losses, LR, WER/PER, resume points", check_history},
       {kRng, 1, "CPU (and CUDA) generator state of every rank (last: fresh ranks seed from the step)", check_rng},
       {kResumeProof, 1, "the next batches' sample ids and digests, the last loss, a probe loss: what a resume checks",

@@ -29,6 +29,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// --time-budget-minutes before its first fit: an end that no run reaches.
+constexpr int64_t kUnfittedEpochs = 1000000;
+
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // Autocast for the forward pass of mixed-precision runs (no-op for amp=none).
@@ -179,11 +182,22 @@ void Trainer::build_model() {
                device_.str());
 }
 
+int64_t Trainer::epochs() const {
+  if (cfg_.time_budget_minutes <= 0) return cfg_.epochs;
+  // Not fitted yet: no end, so the LR holds at its peak after the warmup until the first fit
+  // (a guessed end would already have started the decay, too fast or too slow).
+  return state_.fitted_epochs > 0 ? state_.fitted_epochs : kUnfittedEpochs;
+}
+
+std::string Trainer::epochs_text() const {
+  return epochs() == kUnfittedEpochs ? std::string("?") : std::to_string(epochs());
+}
+
 int64_t Trainer::planned_total_steps() const {
   if (cfg_.total_steps > 0) return cfg_.total_steps;
   // Steps done, the rest of this epoch, then full epochs: the same number whatever the world size.
-  int64_t later_epochs = std::max<int64_t>(0, cfg_.epochs - state_.epoch - 1);
-  int64_t rest = state_.epoch < cfg_.epochs ? sampler_->remaining_steps_in_epoch() : 0;
+  int64_t later_epochs = std::max<int64_t>(0, epochs() - state_.epoch - 1);
+  int64_t rest = state_.epoch < epochs() ? sampler_->remaining_steps_in_epoch() : 0;
   return state_.global_step + rest + later_epochs * sampler_->steps_per_epoch();
 }
 
@@ -197,9 +211,15 @@ void Trainer::start_fresh() {
   s.max_lr = cfg_.lr;
   s.min_lr = cfg_.min_lr;
   schedule_.load_state(s);
-  log::info("schedule: {} steps ({} per epoch x {} epochs, global batch {}), warmup {} steps, lr {:g} -> {:g}",
-               s.total_steps, sampler_->steps_per_epoch(), cfg_.epochs, cfg_.batch_size, s.warmup_steps, s.max_lr,
-               s.min_lr);
+  if (cfg_.time_budget_minutes > 0)
+    log::info("schedule: fitted to {:g} minutes ({} steps per epoch, global batch {}), warmup {} steps, "
+              "lr {:g} -> {:g}",
+              cfg_.time_budget_minutes, sampler_->steps_per_epoch(), cfg_.batch_size, s.warmup_steps, s.max_lr,
+              s.min_lr);
+  else
+    log::info("schedule: {} steps ({} per epoch x {} epochs, global batch {}), warmup {} steps, lr {:g} -> {:g}",
+              s.total_steps, sampler_->steps_per_epoch(), epochs(), cfg_.batch_size, s.warmup_steps, s.max_lr,
+              s.min_lr);
 }
 
 // Each component of the checkpoint: its save and its load. The schema (checkpoint_schema.cpp) says
@@ -343,6 +363,7 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   std::vector<std::string> defaults = run_.notes;  // the config's, from plan_run()
   auto load_start = Clock::now();
   load_components(ck, components_, defaults);
+  budget_spent_before_ = state_.train_seconds;
   const double load_seconds = seconds_since(load_start);
   resume_read_seconds_ = ck.read_seconds;
   const int64_t saved_world = StateReader(ck.root, ck.path)[ckpt_key::kWorldSize].to_int();
@@ -354,7 +375,10 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
       notes.push_back(d.field + " " + d.saved + " -> " + d.given + " (--allow-data-drift)");
     if (d.role == FieldRole::kTuning || d.role == FieldRole::kSchedule)
       notes.push_back(d.field + " " + d.saved + " -> " + d.given +
-                      (d.field.rfind("warmup", 0) == 0 ? " (ignored: the saved warmup is kept)" : ""));
+                      (d.field.rfind("warmup", 0) == 0 ? " (ignored: the saved warmup is kept)"
+                       : d.field == "epochs" && cfg_.time_budget_minutes > 0
+                           ? " (ignored: the time budget fits the epochs)"
+                           : ""));
   }
   if (cfg_.batch_size != saved.batch_size) sampler_->set_batch_size(cfg_.batch_size);
   if (cfg_.lr != saved.lr || cfg_.min_lr != saved.min_lr) schedule_.rescale_lr(cfg_.lr, cfg_.min_lr);
@@ -367,12 +391,19 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
     state_.best_step = -1;
     notes.push_back("best metric now " + cfg_.best_metric + " (" + cfg_.resolved_best_mode() + "), best.pt restarts");
   }
+  if (cfg_.time_budget_minutes != saved.time_budget_minutes && state_.fitted_epochs > 0)
+    state_.fitted_epochs = 0;  // fitted to another budget (or to none): fitted again, from here
   int64_t old_total = schedule_.state().total_steps, new_total = planned_total_steps();
   if (new_total != old_total) {
     schedule_.replan_total(new_total);
-    notes.push_back("LR schedule re-planned: end step " + std::to_string(old_total) + " -> " +
-                    std::to_string(new_total) + ", cosine from lr " +
-                    fmt::format("{:.3g}", schedule_.current_lr()) + " at step " + std::to_string(state_.global_step));
+    notes.push_back(epochs() == kUnfittedEpochs
+                        ? "LR schedule: its end is fitted to the time budget again, from lr " +
+                              fmt::format("{:.3g}", schedule_.current_lr()) + " at step " +
+                              std::to_string(state_.global_step)
+                        : "LR schedule re-planned: end step " + std::to_string(old_total) + " -> " +
+                              std::to_string(new_total) + ", cosine from lr " +
+                              fmt::format("{:.3g}", schedule_.current_lr()) + " at step " +
+                              std::to_string(state_.global_step));
   }
   state_.history.resumed_at_step.push_back(state_.global_step);
   // The digest a save logs for its weights, now of the weights loaded here (on this device): equal
@@ -450,18 +481,18 @@ int Trainer::train_until_stop() {
     return exit_code::kStoppedBySignal;
   };
   if (state_.eval_pending && !run_pending_validation()) return stopped(" during the pending validation");
-  if (state_.epoch >= cfg_.epochs || (cfg_.total_steps > 0 && state_.global_step >= cfg_.total_steps)) {
-    log::info("training already complete: epoch {}/{}, step {} (raise --epochs to train longer)", state_.epoch,
-                 cfg_.epochs, state_.global_step);
+  if (state_.epoch >= epochs() || (cfg_.total_steps > 0 && state_.global_step >= cfg_.total_steps)) {
+    log::info("training already complete: epoch {}/{}, step {} (raise --{} to train longer)", state_.epoch,
+                 epochs(), state_.global_step, cfg_.time_budget_minutes > 0 ? "time-budget-minutes" : "epochs");
     return exit_code::kDone;
   }
   if (cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps) {
     log::info("already at step {}, the --max-steps {}: nothing to train", state_.global_step, cfg_.max_steps);
     return exit_code::kDone;
   }
-  log::info("training: epoch {}/{}, step {}/{}, {} rank(s) via {}, run dir {}", state_.epoch, cfg_.epochs,
-               state_.global_step, schedule_.state().total_steps, dist_.world_size(), launcher_name(env_.launcher),
-               run_dir_);
+  const std::string total_text = epochs() == kUnfittedEpochs ? "?" : std::to_string(schedule_.state().total_steps);
+  log::info("training: epoch {}/{}, step {}/{}, {} rank(s) via {}, run dir {}", state_.epoch, epochs_text(),
+            state_.global_step, total_text, dist_.world_size(), launcher_name(env_.launcher), run_dir_);
   if (dist_.is_main() && cfg_.async_save && !device_.is_cuda()) {
     // Room for the model and AdamW's two moments, faulted in beside the first steps (once, a
     // second or two per GB here), so that the first background save's copy costs what later ones do.
@@ -477,6 +508,11 @@ int Trainer::train_until_stop() {
         Deadline::Options{cfg_.deadline, job ? job : "", cfg_.deadline_refresh_s, started_});
     if (!deadline_->watched()) deadline_.reset();
   }
+  if (dist_.is_main() && cfg_.time_budget_minutes > 0) {
+    time_budget_.emplace(cfg_.time_budget_minutes * 60);
+    log::info("time budget: {:.1f} of {:g} minutes spent, {} epochs: fitted at every epoch end from the second "
+              "after the warmup", state_.train_seconds / 60, cfg_.time_budget_minutes, epochs_text());
+  }
   last_report_time_ = last_step_time_ = Clock::now();
   StepProfiler profiler(dist_.is_main(), device_.is_cuda());
   while (true) {
@@ -486,6 +522,7 @@ int Trainer::train_until_stop() {
     StepResult r = train_step(global_batch);
     const double lr = schedule_.lr_at(state_.global_step);
     state_.record_step(r.loss_sum, r.tokens, lr, r.samples);
+    note_budget_time();
     profiler.after_step(state_.global_step);
     schedule_.advance();
     samples_since_report_ += r.samples;
@@ -499,10 +536,11 @@ int Trainer::train_until_stop() {
     ev.step = state_.global_step;
     ev.epoch_ended = sampler_->epoch_done();
     EpochEnd e = ev.epoch_ended ? end_epoch() : EpochEnd{};
+    if (ev.epoch_ended && !e.interrupted && !r.stop_requested) fit_to_time_budget();
     ev.epoch = state_.epoch;
     ev.new_best = e.improved;
     ev.stop = r.stop_requested || e.interrupted;
-    ev.finished = state_.epoch >= cfg_.epochs || state_.global_step >= schedule_.state().total_steps;
+    ev.finished = state_.epoch >= epochs() || state_.global_step >= schedule_.state().total_steps;
     ev.max_steps = cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps;
     ev.minutes_due = r.minutes_due;
     ev.deadline = r.deadline;
@@ -621,7 +659,7 @@ bool Trainer::deadline_near() {
   const double left = std::chrono::duration<double>(*end - WallClock::now()).count();
   // The next step ends the epoch: its validation runs before the next chance to save.
   const bool validation_next = sampler_->remaining_steps_in_epoch() <= 1 &&
-                               ((state_.epoch + 1) % cfg_.eval_every_epochs == 0 || state_.epoch + 1 >= cfg_.epochs);
+                               ((state_.epoch + 1) % cfg_.eval_every_epochs == 0 || state_.epoch + 1 >= epochs());
   const double save = expected_save_seconds();
   const double step = step_seconds_.value() + (validation_next ? validation_seconds_ : 0.0);
   const double margin =
@@ -714,9 +752,50 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   return r;
 }
 
+void Trainer::note_budget_time() {
+  if (cfg_.time_budget_minutes > 0)
+    state_.train_seconds = budget_spent_before_ + seconds_since(budget_clock_);
+}
+
+void Trainer::fit_to_time_budget() {
+  if (cfg_.time_budget_minutes <= 0) return;
+  note_budget_time();
+  const int64_t was = epochs();
+  const std::string was_text = epochs_text();
+  int64_t fitted = was;
+  std::optional<TimeBudget::Fit> fit;
+  if (time_budget_) {
+    TimeBudget::EpochEnd e;
+    e.epochs_done = state_.epoch;
+    e.step = state_.global_step;
+    e.now = seconds_since(budget_clock_);
+    e.used = state_.train_seconds;
+    // The end validates (the last epoch always does) and saves, both on the clock.
+    e.reserve = validation_seconds_ + expected_save_seconds();
+    e.steps_per_epoch = sampler_->steps_per_epoch();
+    e.warmed_up = state_.global_step >= schedule_.state().warmup_steps;
+    e.planned_epochs = was == kUnfittedEpochs ? 0 : was;
+    fit = time_budget_->at_epoch_end(e);
+    if (fit) fitted = fit->epochs;
+  }
+  if (dist_.world_size() > 1) {
+    at::Tensor t = at::tensor({fitted}, at::kLong);
+    dist_.broadcast(t);
+    fitted = t.item<int64_t>();
+  }
+  if (fitted == was) return;
+  state_.fitted_epochs = fitted;
+  schedule_.replan_total(planned_total_steps());
+  if (fit)
+    log::info("time budget: {:.0f}s of {:.0f}s spent, {:.2f}s per epoch, {:.0f}s left after {:.1f}s for the last "
+              "validation and save: {} epochs (were {}), the LR decays to step {}",
+              state_.train_seconds, cfg_.time_budget_minutes * 60, fit->seconds_per_epoch, fit->seconds_left,
+              validation_seconds_ + expected_save_seconds(), fitted, was_text, schedule_.state().total_steps);
+}
+
 Trainer::EpochEnd Trainer::end_epoch() {
   state_.finish_epoch();
-  bool last = state_.epoch >= cfg_.epochs;
+  bool last = state_.epoch >= epochs();
   EpochEnd out;
   if (state_.epoch % cfg_.eval_every_epochs == 0 || last) {
     std::optional<EvalResult> r = validate();
@@ -1039,12 +1118,17 @@ void Trainer::report_progress(const StepResult& r, bool force_line) {
     samples_since_report_ = 0;
     last_report_time_ = Clock::now();
   }
-  const int64_t total = schedule_.state().total_steps;
+  const bool unfitted = epochs() == kUnfittedEpochs;
+  const int64_t total = unfitted ? 0 : schedule_.state().total_steps;
   double steps_left = static_cast<double>(total - state_.global_step);
-  double eta = samples_per_second_ > 0 ? steps_left * cfg_.batch_size / samples_per_second_ : -1;
+  double eta = unfitted                   ? cfg_.time_budget_minutes * 60 - state_.train_seconds
+               : samples_per_second_ > 0 ? steps_left * cfg_.batch_size / samples_per_second_
+                                         : -1;
   std::string text = fmt::format("epoch {}/{} step {}/{} loss {:.4f} lr {:.3g} {:.0f} samples/s ETA {}",
-                                 state_.epoch + (state_.batch_in_epoch > 0 ? 1 : 0), cfg_.epochs, state_.global_step,
-                                 total, r.tokens > 0 ? r.loss_sum / r.tokens : 0.0, schedule_.lr_at(state_.global_step - 1),
+                                 state_.epoch + (state_.batch_in_epoch > 0 ? 1 : 0), epochs_text(), state_.global_step,
+                                 unfitted ? std::string("?") : std::to_string(total),
+                                 r.tokens > 0 ? r.loss_sum / r.tokens : 0.0,
+                                 state_.history.learning_rate.empty() ? 0.0 : state_.history.learning_rate.back(),
                                  samples_per_second_, format_duration(eta));
   if (tty) {
     // A bar redrawn in place on a terminal; batch logs get the plain periodic lines below.

@@ -40,6 +40,7 @@ struct TrainConfig {
   int64_t warmup_steps = 0;      // linear warmup in optimizer steps (wins over warmup_epochs)
   double warmup_epochs = 0.5;    // linear warmup in epochs, used when warmup_steps is 0
   int64_t total_steps = 0;       // schedule length in steps; 0 = epochs * steps per epoch
+  double time_budget_minutes = 0; // fit the epochs to this much wall-clock training (0 = off)
   double weight_decay = 0.01;    // AdamW decoupled weight decay
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.98;

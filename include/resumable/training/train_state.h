@@ -57,6 +57,9 @@ struct TrainState {
   double best_metric = 0;      // best value of the configured metric
   int64_t best_step = -1;      // global step at which best_metric was measured
   bool eval_pending = false;   // the epoch's validation was interrupted by a stop: run it on resume
+  // With --time-budget-minutes only (otherwise 0, so that runs without one stay bit-comparable):
+  double train_seconds = 0;    // of the budget spent, all invocations together, up to this state
+  int64_t fitted_epochs = 0;   // the run's epochs as fitted to the budget (0: none yet, the config's)
   TrainHistory history;
 
   template <class Visitor>
@@ -71,6 +74,8 @@ struct TrainState {
     v("best_metric", best_metric);
     v("best_step", best_step);
     v("eval_pending", eval_pending, false);  // a later addition: older checkpoints lack it
+    v("train_seconds", train_seconds, 0.0);          // version 3
+    v("fitted_epochs", fitted_epochs, int64_t{0});   // version 3
   }
 
   // Records a finished optimizer step.

@@ -29,6 +29,7 @@
 #include "resumable/training/evaluator.h"
 #include "resumable/distributed/launch_env.h"
 #include "resumable/training/loss_scaler.h"
+#include "resumable/training/time_budget.h"
 #include "resumable/model/model.h"
 #include "resumable/metrics/metrics_log.h"
 #include "resumable/training/checkpoint_schema.h"
@@ -100,6 +101,14 @@ class Trainer {
   void start_fresh();
   void restore(const LoadedCheckpoint& ck);
   int64_t planned_total_steps() const;
+  // The run's epochs: fitted to --time-budget-minutes once measured, else --epochs.
+  int64_t epochs() const;
+  std::string epochs_text() const;  // "?" before the first fit
+  // With a time budget: its seconds spent so far into the train state (every step and epoch end).
+  void note_budget_time();
+  // Collective, at an epoch end, with a time budget: rank 0 fits the epochs to the time left, all
+  // ranks take its answer and re-plan the LR decay to end there.
+  void fit_to_time_budget();
 
   int train_until_stop();
   // The validation of a finished epoch that a stop interrupted, then a save; false if stopped again.
@@ -192,6 +201,11 @@ class Trainer {
   std::string deadline_note_;
   std::optional<WallClock::time_point> deadline_seen_;  // the end last logged
   WallClock::time_point started_ = WallClock::now();  // --deadline in seconds counts from here
+  std::optional<TimeBudget> time_budget_;  // rank 0, with --time-budget-minutes
+  // The budget's clock: this invocation's time counts from its start (loading and start-up are
+  // part of what the budget must cover), on top of what the resumed checkpoint had spent.
+  std::chrono::steady_clock::time_point budget_clock_ = std::chrono::steady_clock::now();
+  double budget_spent_before_ = 0;
 
   int64_t failed_saves_ = 0;
   bool best_unpublished_ = false;  // best.pt does not hold the best step yet (it is new, or its save failed)

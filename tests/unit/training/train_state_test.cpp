@@ -53,7 +53,9 @@ TEST(TrainState, VisitListsEveryScalarOnce) {
     void operator()(const char*, double&) { ++n; }
     void operator()(const char*, bool&) { ++n; }
     void operator()(const char*, bool&, bool) { ++n; }
+    void operator()(const char*, double&, double) { ++n; }
+    void operator()(const char*, int64_t&, int64_t) { ++n; }
   };
   s.visit(Counter{fields});
-  EXPECT_EQ(fields, 10);
+  EXPECT_EQ(fields, 12);
 }
