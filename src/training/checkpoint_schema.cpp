@@ -68,6 +68,7 @@ void check_optimizer(const StateReader& r, CheckpointSummary&) {
 void check_lr_scheduler(const StateReader& r, CheckpointSummary& s) {
   auto schedule = from_state_dict<ScheduleState>(r);
   if (schedule.total_steps < 0 || schedule.warmup_steps < 0 || schedule.step < 0) r.fail("negative step counts");
+  if (!(schedule.anchor_phase >= 0 && schedule.anchor_phase <= M_PI)) r["anchor_phase"].fail("expected 0..pi");
   s.schedule_step = schedule.step;
   s.total_steps = schedule.total_steps;
   s.lr = WarmupCosineSchedule(schedule).current_lr();
@@ -185,7 +186,8 @@ const std::vector<ComponentSpec>& checkpoint_components() {
       {kData, 1, "training-set size and fingerprint: a resume on other data is refused", check_data},
       {kModel, 1, "parameters and buffers by name", check_model},
       {kOptimizer, 1, "AdamW moments and step per parameter name, param_groups", check_optimizer},
-      {kLrScheduler, 1, "warmup + cosine: warmup, total, max/min LR, step, re-plan anchor", check_lr_scheduler},
+      {kLrScheduler, 2, "warmup + cosine: warmup, total, max/min LR, step, re-plan anchor (version 2 added its phase)",
+       check_lr_scheduler},
       {kLossScaler, 1, "fp16 dynamic loss scale and its counters", check_loss_scaler},
       {kSampler, 1, "data order seed, epoch and the global cursor within it", check_sampler},
       {kTrainState, 3,

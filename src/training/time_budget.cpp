@@ -9,7 +9,8 @@ namespace resumable {
 std::optional<TimeBudget::Fit> TimeBudget::at_epoch_end(const EpochEnd& e) {
   if (!e.warmed_up) return std::nullopt;
   marks_.emplace_back(e.step, e.now);
-  if (marks_.size() < 2 || e.used >= kSettled * budget_) return std::nullopt;
+  // Settled once 90% is spent, but never without an end: a run not fitted yet gets one whenever.
+  if (marks_.size() < 2 || (e.planned_epochs > 0 && e.used >= kSettled * budget_)) return std::nullopt;
   // The later half of the epochs measured: the slow first ones drop out as the run goes on, and
   // validations and saves stay inside the window, as they will be in the epochs to come.
   const auto& from = marks_[(marks_.size() - 1) / 2];

@@ -758,7 +758,8 @@ void Trainer::note_budget_time() {
 }
 
 void Trainer::fit_to_time_budget() {
-  if (cfg_.time_budget_minutes <= 0) return;
+  // At the planned end the run is done: time left over is no reason for more epochs at min_lr.
+  if (cfg_.time_budget_minutes <= 0 || state_.epoch >= epochs()) return;
   note_budget_time();
   const int64_t was = epochs();
   const std::string was_text = epochs_text();
@@ -785,7 +786,7 @@ void Trainer::fit_to_time_budget() {
   }
   if (fitted == was) return;
   state_.fitted_epochs = fitted;
-  schedule_.replan_total(planned_total_steps());
+  schedule_.stretch_total(planned_total_steps());
   if (fit)
     log::info("time budget: {:.0f}s of {:.0f}s spent, {:.2f}s per epoch, {:.0f}s left after {:.1f}s for the last "
               "validation and save: {} epochs (were {}), the LR decays to step {}",

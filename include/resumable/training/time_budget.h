@@ -36,8 +36,8 @@ class TimeBudget {
   };
 
   // The epochs that fill the budget, or nullopt: too little measured yet (it needs two epoch ends
-  // after the warmup, in this invocation), 90% of the budget spent (the end is settled: a re-fit
-  // there could only jitter it), or within 1% of the planned epochs (each re-fit bends the LR
+  // after the warmup, in this invocation), 90% of the budget spent with a fit made (the end is
+  // settled: a re-fit there could only jitter it; without a fit there is none to keep), or within 1% of the planned epochs (each re-fit bends the LR
   // curve, and the clock's noise alone would move a long run's end by an epoch either way). At
   // least one more epoch, whatever the clock says.
   std::optional<Fit> at_epoch_end(const EpochEnd& e);

@@ -1,7 +1,10 @@
 // Linear warmup to max_lr, then cosine decay to min_lr at total_steps; a pure function of the step.
 // When a resumed run is longer or shorter than planned (more epochs, another batch size), the
 // decay is re-planned: from the current step, cosine from the current LR down to min_lr at the new
-// end. The LR curve stays continuous and the state stays a handful of numbers.
+// end. A time budget's re-fits instead stretch (or squeeze) the rest of the cosine from its
+// current phase: made every epoch, a fresh cosine each time would stay flat at every start and
+// keep the LR high until a steep drop at the end. Either way the LR curve stays continuous and the
+// state stays a handful of numbers.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +19,7 @@ struct ScheduleState {
   int64_t step = 0;          // optimizer steps taken so far
   int64_t anchor_step = -1;  // re-plan point: decay restarts here from anchor_lr (-1 = never re-planned)
   double anchor_lr = 0;
+  double anchor_phase = 0;   // the cosine's phase at the anchor, 0..pi (0: a fresh cosine from anchor_lr)
 
   template <class Visitor>
   void visit(Visitor&& v) {
@@ -26,6 +30,7 @@ struct ScheduleState {
     v("step", step);
     v("anchor_step", anchor_step);
     v("anchor_lr", anchor_lr);
+    v("anchor_phase", anchor_phase, 0.0);  // version 2
   }
 };
 
@@ -41,6 +46,8 @@ class WarmupCosineSchedule {
 
   // Makes the decay end at `new_total` instead, continuing from the current step and LR.
   void replan_total(int64_t new_total);
+  // Makes the decay end at `new_total`, the rest of the cosine continuing from its current phase.
+  void stretch_total(int64_t new_total);
   // A new peak LR (fine-tuning or a changed config): the whole curve is scaled by new/old.
   void rescale_lr(double new_max_lr, double new_min_lr);
 
@@ -48,6 +55,7 @@ class WarmupCosineSchedule {
   void load_state(const ScheduleState& s) { state_ = s; }
 
  private:
+  double phase_at(int64_t step) const;  // of the decay, 0..pi
   ScheduleState state_;
 };
 

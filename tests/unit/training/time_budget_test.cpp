@@ -54,8 +54,20 @@ TEST(TimeBudget, SettledOnceNinetyPercentIsSpent) {
   TimeBudget b(100);
   b.at_epoch_end(at(2, 80));
   EXPECT_TRUE(b.at_epoch_end(at(3, 85)));
-  EXPECT_FALSE(b.at_epoch_end(at(4, 90)));
-  EXPECT_FALSE(b.at_epoch_end(at(5, 95)));
+  auto e = at(4, 90);
+  e.planned_epochs = 5;
+  EXPECT_FALSE(b.at_epoch_end(e));
+  e = at(5, 95);
+  e.planned_epochs = 7;
+  EXPECT_FALSE(b.at_epoch_end(e));
+}
+
+TEST(TimeBudget, ARunNotFittedYetGetsAnEndEvenPastTheBudget) {
+  TimeBudget b(100);
+  b.at_epoch_end(at(2, 95));
+  auto f = b.at_epoch_end(at(3, 120));  // the slow first epochs took it all: one more, then the end
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->epochs, 4);
 }
 
 TEST(TimeBudget, AtLeastOneMoreEpochWhenTheTimeIsShort) {

@@ -73,3 +73,44 @@ TEST(WarmupCosine, RescaleScalesTheCurve) {
   s.rescale_lr(0.5, 0.0);
   EXPECT_NEAR(s.current_lr(), before * 0.5, 1e-12);
 }
+
+TEST(WarmupCosine, StretchContinuesTheCosineFromItsPhase) {
+  auto s = make(10, 110, 1.0, 0.0);
+  for (int i = 0; i < 60; ++i) s.advance();  // half way down: phase pi/2, lr 0.5
+  s.stretch_total(160);
+  EXPECT_NEAR(s.current_lr(), 0.5, 1e-12);                                 // continuous
+  EXPECT_NEAR(s.lr_at(110), 0.5 * (1 + std::cos(0.75 * M_PI)), 1e-12);     // the phase half way on to pi
+  EXPECT_NEAR(s.lr_at(160), 0.0, 1e-12);
+  // Unlike a fresh cosine from the same point, it does not flatten there: the next step is lower.
+  auto fresh = make(10, 110, 1.0, 0.0);
+  for (int i = 0; i < 60; ++i) fresh.advance();
+  fresh.replan_total(160);
+  EXPECT_LT(s.lr_at(61), fresh.lr_at(61));
+}
+
+TEST(WarmupCosine, RepeatedStretchesStayContinuousAndEndAtTheMinimum) {
+  auto s = make(10, 110, 1.0, 0.1);
+  for (int i = 0; i < 10; ++i) s.advance();  // past the warmup
+  double last = s.current_lr();
+  const int64_t ends[] = {150, 90, 130, 120};
+  for (int64_t end : ends) {
+    for (int i = 0; i < 15; ++i) {
+      s.advance();
+      EXPECT_LE(s.current_lr(), last + 1e-12);
+      last = s.current_lr();
+    }
+    double before = s.current_lr();
+    s.stretch_total(end);
+    EXPECT_NEAR(s.current_lr(), before, 1e-12);
+  }
+  EXPECT_NEAR(s.lr_at(120), 0.1, 1e-12);
+  EXPECT_NEAR(s.lr_at(500), 0.1, 1e-12);
+}
+
+TEST(WarmupCosine, StretchAfterTheEndStaysAtTheMinimum) {
+  auto s = make(0, 20, 1.0, 0.01);
+  for (int i = 0; i < 25; ++i) s.advance();
+  s.stretch_total(100);
+  EXPECT_DOUBLE_EQ(s.current_lr(), 0.01);
+  EXPECT_DOUBLE_EQ(s.lr_at(60), 0.01);
+}
