@@ -35,11 +35,12 @@ class TimeBudget {
     double seconds_left = 0;        // for training, after the reserve
   };
 
-  // The epochs that fill the budget, or nullopt: too little measured yet (it needs two epoch ends
-  // after the warmup, in this invocation), 90% of the budget spent with a fit made (the end is
-  // settled: a re-fit there could only jitter it; without a fit there is none to keep), or within 1% of the planned epochs (each re-fit bends the LR
-  // curve, and the clock's noise alone would move a long run's end by an epoch either way). At
-  // least one more epoch, whatever the clock says.
+  // The epochs that fill the budget (at least one more, whatever the clock says), or nullopt:
+  // - too little measured yet: it needs two epoch ends after the warmup, in this invocation;
+  // - 90% of the budget spent with a fit made: the end is settled, and a re-fit there could only
+  //   jitter it (a run not fitted yet is fitted whenever: it has no end without one);
+  // - within 1% of the planned epochs: each re-fit bends the LR curve, and the clock's noise
+  //   alone would move a long run's end by an epoch either way.
   std::optional<Fit> at_epoch_end(const EpochEnd& e);
 
   // The share of the budget after which the epochs stay as they are.
