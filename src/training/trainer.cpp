@@ -765,14 +765,15 @@ void Trainer::fit_to_time_budget() {
   const std::string was_text = epochs_text();
   int64_t fitted = was;
   std::optional<TimeBudget::Fit> fit;
+  // The end validates (the last epoch always does) and saves, both on the clock.
+  const double reserve = validation_seconds_ + expected_save_seconds();
   if (time_budget_) {
     TimeBudget::EpochEnd e;
     e.epochs_done = state_.epoch;
     e.step = state_.global_step;
     e.now = seconds_since(budget_clock_);
     e.used = state_.train_seconds;
-    // The end validates (the last epoch always does) and saves, both on the clock.
-    e.reserve = validation_seconds_ + expected_save_seconds();
+    e.reserve = reserve;
     e.steps_per_epoch = sampler_->steps_per_epoch();
     e.warmed_up = state_.global_step >= schedule_.state().warmup_steps;
     e.planned_epochs = was == kUnfittedEpochs ? 0 : was;
@@ -791,7 +792,7 @@ void Trainer::fit_to_time_budget() {
     log::info("time budget: {:.0f}s of {:.0f}s spent, {:.2f}s per epoch, {:.0f}s left after {:.1f}s for the last "
               "validation and save: {} epochs (were {}), the LR decays to step {}",
               state_.train_seconds, cfg_.time_budget_minutes * 60, fit->seconds_per_epoch, fit->seconds_left,
-              validation_seconds_ + expected_save_seconds(), fitted, was_text, schedule_.state().total_steps);
+              reserve, fitted, was_text, schedule_.state().total_steps);
 }
 
 Trainer::EpochEnd Trainer::end_epoch() {

@@ -4,15 +4,6 @@
 #include <cmath>
 
 namespace resumable {
-namespace {
-
-double cosine(double from, double to, int64_t step, int64_t start, int64_t end) {
-  if (step >= end || end <= start) return to;
-  double progress = static_cast<double>(step - start) / static_cast<double>(end - start);
-  return to + (from - to) * 0.5 * (1.0 + std::cos(M_PI * progress));
-}
-
-}  // namespace
 
 double WarmupCosineSchedule::phase_at(int64_t step) const {
   const ScheduleState& s = state_;
@@ -20,21 +11,22 @@ double WarmupCosineSchedule::phase_at(int64_t step) const {
   const int64_t start = anchored ? s.anchor_step : s.warmup_steps;
   const double from = anchored ? s.anchor_phase : 0.0;
   if (step >= s.total_steps || s.total_steps <= start) return M_PI;
-  return from + (M_PI - from) * static_cast<double>(step - start) / static_cast<double>(s.total_steps - start);
+  const double progress = static_cast<double>(step - start) / static_cast<double>(s.total_steps - start);
+  return from + (M_PI - from) * progress;
 }
 
 double WarmupCosineSchedule::lr_at(int64_t step) const {
   const ScheduleState& s = state_;
-  if (s.anchor_step >= 0 && step >= s.anchor_step) {
-    if (s.anchor_phase <= 0) return cosine(s.anchor_lr, s.min_lr, step, s.anchor_step, s.total_steps);
-    // The cosine whose value at the anchor's phase is anchor_lr.
-    const double at_anchor = 0.5 * (1.0 + std::cos(s.anchor_phase));
-    if (at_anchor < 1e-12) return s.min_lr;
-    return s.min_lr + (s.anchor_lr - s.min_lr) / at_anchor * 0.5 * (1.0 + std::cos(phase_at(step)));
-  }
+  const bool anchored = s.anchor_step >= 0 && step >= s.anchor_step;
   // Warmup counts from 1 so the first step already learns (PyTorch's LinearLR convention).
-  if (step < s.warmup_steps) return s.max_lr * static_cast<double>(step + 1) / static_cast<double>(s.warmup_steps);
-  return cosine(s.max_lr, s.min_lr, step, s.warmup_steps, s.total_steps);
+  if (!anchored && step < s.warmup_steps)
+    return s.max_lr * static_cast<double>(step + 1) / static_cast<double>(s.warmup_steps);
+  // The cosine that has the value `top` at phase `phase0`: max_lr at 0 after the warmup, or the
+  // anchor's LR at the anchor's phase (0 for a re-plan: a fresh cosine from that LR).
+  const double top = anchored ? s.anchor_lr : s.max_lr;
+  const double at_top = anchored ? 0.5 * (1.0 + std::cos(s.anchor_phase)) : 1.0;
+  if (at_top < 1e-12) return s.min_lr;
+  return s.min_lr + (top - s.min_lr) / at_top * 0.5 * (1.0 + std::cos(phase_at(step)));
 }
 
 void WarmupCosineSchedule::replan_total(int64_t new_total) {
