@@ -189,8 +189,12 @@ int64_t Trainer::epochs() const {
   return state_.fitted_epochs > 0 ? state_.fitted_epochs : kUnfittedEpochs;
 }
 
-std::string Trainer::epochs_text() const {
-  return epochs() == kUnfittedEpochs ? std::string("?") : std::to_string(epochs());
+bool Trainer::awaiting_fit() const { return epochs() == kUnfittedEpochs; }
+
+std::string Trainer::epochs_text() const { return awaiting_fit() ? "?" : std::to_string(epochs()); }
+
+std::string Trainer::total_steps_text() const {
+  return awaiting_fit() ? "?" : std::to_string(schedule_.state().total_steps);
 }
 
 int64_t Trainer::planned_total_steps() const {
@@ -396,7 +400,7 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   int64_t old_total = schedule_.state().total_steps, new_total = planned_total_steps();
   if (new_total != old_total) {
     schedule_.replan_total(new_total);
-    notes.push_back(epochs() == kUnfittedEpochs
+    notes.push_back(awaiting_fit()
                         ? "LR schedule: its end is fitted to the time budget again, from lr " +
                               fmt::format("{:.3g}", schedule_.current_lr()) + " at step " +
                               std::to_string(state_.global_step)
@@ -490,9 +494,8 @@ int Trainer::train_until_stop() {
     log::info("already at step {}, the --max-steps {}: nothing to train", state_.global_step, cfg_.max_steps);
     return exit_code::kDone;
   }
-  const std::string total_text = epochs() == kUnfittedEpochs ? "?" : std::to_string(schedule_.state().total_steps);
   log::info("training: epoch {}/{}, step {}/{}, {} rank(s) via {}, run dir {}", state_.epoch, epochs_text(),
-            state_.global_step, total_text, dist_.world_size(), launcher_name(env_.launcher), run_dir_);
+            state_.global_step, total_steps_text(), dist_.world_size(), launcher_name(env_.launcher), run_dir_);
   if (dist_.is_main() && cfg_.async_save && !device_.is_cuda()) {
     // Room for the model and AdamW's two moments, faulted in beside the first steps (once, a
     // second or two per GB here), so that the first background save's copy costs what later ones do.
@@ -776,7 +779,7 @@ void Trainer::fit_to_time_budget() {
     e.reserve = reserve;
     e.steps_per_epoch = sampler_->steps_per_epoch();
     e.warmed_up = state_.global_step >= schedule_.state().warmup_steps;
-    e.planned_epochs = was == kUnfittedEpochs ? 0 : was;
+    e.planned_epochs = awaiting_fit() ? 0 : was;
     fit = time_budget_->at_epoch_end(e);
     if (fit) fitted = fit->epochs;
   }
@@ -1120,7 +1123,7 @@ void Trainer::report_progress(const StepResult& r, bool force_line) {
     samples_since_report_ = 0;
     last_report_time_ = Clock::now();
   }
-  const bool unfitted = epochs() == kUnfittedEpochs;
+  const bool unfitted = awaiting_fit();
   const int64_t total = unfitted ? 0 : schedule_.state().total_steps;
   double steps_left = static_cast<double>(total - state_.global_step);
   double eta = unfitted                   ? cfg_.time_budget_minutes * 60 - state_.train_seconds
@@ -1128,7 +1131,7 @@ void Trainer::report_progress(const StepResult& r, bool force_line) {
                                          : -1;
   std::string text = fmt::format("epoch {}/{} step {}/{} loss {:.4f} lr {:.3g} {:.0f} samples/s ETA {}",
                                  state_.epoch + (state_.batch_in_epoch > 0 ? 1 : 0), epochs_text(), state_.global_step,
-                                 unfitted ? std::string("?") : std::to_string(total),
+                                 total_steps_text(),
                                  r.tokens > 0 ? r.loss_sum / r.tokens : 0.0,
                                  state_.history.learning_rate.empty() ? 0.0 : state_.history.learning_rate.back(),
                                  samples_per_second_, format_duration(eta));

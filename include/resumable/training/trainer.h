@@ -103,7 +103,9 @@ class Trainer {
   int64_t planned_total_steps() const;
   // The run's epochs: fitted to --time-budget-minutes once measured, else --epochs.
   int64_t epochs() const;
-  std::string epochs_text() const;  // "?" before the first fit
+  bool awaiting_fit() const;             // a time budget's first fit is still to come
+  std::string epochs_text() const;       // "?" until then
+  std::string total_steps_text() const;  // likewise
   // With a time budget: its seconds spent so far into the train state (every step and epoch end).
   void note_budget_time();
   // Collective, at an epoch end, with a time budget: rank 0 fits the epochs to the time left, all
