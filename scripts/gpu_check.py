@@ -231,10 +231,20 @@ def bench(r):
 # --------------------------------------------------------------------------------------------
 # Quality: configs/gpu.json trained on the one GPU for at most 5 minutes (its epochs fitted to the
 # time by the trainer itself, --time-budget-minutes), then the test split greedy and with beam search.
+# With --ensemble K, K models (seeds 1234, 1235, ...) train at once on the one GPU within the same
+# 5 minutes, and the test split is decoded by all of them together (trainer --eval --ensemble).
 
 # gpu.json alone: its batches of 4,096 kept an H100 58% busy (at 2,048 an H200 was 35% busy), so a
-# second recipe beside it on the one GPU would slow it down.
+# second recipe beside it on the one GPU slows it down; an ensemble's members share the GPU's time.
 QUALITY_DIR = f"{WORK}/q"
+
+
+def member_dir(i):
+    return QUALITY_DIR if i == 0 else f"{QUALITY_DIR}{i + 1}"
+
+
+def member_log(i):
+    return f"{WORK}/logs/7-train{'' if i == 0 else i + 1}.log"
 
 
 def profile_summary(path, steps):
@@ -259,43 +269,52 @@ def profile_summary(path, steps):
             f"{wall / steps / 1000:.1f} ms per step, GPU busy {100 * busy / wall if wall else 0:.0f}% of it")
 
 
-def quality_train(r, config, budget_minutes, cap_seconds, profiled):
-    """Trains gpu.json within the budget (SIGTERM at the cap, should the fit miss: the trainer saves
-    and exits 75, still within it). Returns (exit code, minutes from start to end, whether the cap
-    stopped it)."""
-    argv = [r.trainer, "--config", config, "--run-dir", QUALITY_DIR,
-            "--time-budget-minutes", f"{budget_minutes:.3f}", *r.quality_args()]
-    env = dict(os.environ, RESUMABLE_PROFILE_STEPS=f"{profiled[0]}:{profiled[1]}:{WORK}/profile.json")
-    with open(f"{WORK}/logs/7-train.log", "w") as log:
+def quality_train(r, config, budget_minutes, cap_seconds, profiled, members):
+    """Trains gpu.json within the budget, `members` models at once (SIGTERM at the cap, should a
+    fit miss: the trainer saves and exits 75, still within it). Returns (exit codes, minutes from
+    start to the last end, whether the cap stopped any)."""
+    # The members share the machine's cores: each launches its kernels from one thread, and
+    # ATen's CPU pools would otherwise oversubscribe them.
+    threads = max(1, (os.cpu_count() or 1) // members)
+    procs, logs = [], []
+    started = time.monotonic()
+    for i in range(members):
+        argv = [r.trainer, "--config", config, "--run-dir", member_dir(i),
+                "--time-budget-minutes", f"{budget_minutes:.3f}", *r.quality_args()]
+        if members > 1:
+            argv += ["--seed", str(1234 + i), "--threads", str(threads)]
+        env = dict(os.environ)
+        if i == 0:
+            env["RESUMABLE_PROFILE_STEPS"] = f"{profiled[0]}:{profiled[1]}:{WORK}/profile.json"
+        log = open(member_log(i), "w")
         log.write(f"$ {' '.join(argv)}\n")
         log.flush()
-        started = time.monotonic()
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        try:
-            proc.wait(timeout=cap_seconds)
-            stopped = False
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait()
-            stopped = True
-        finally:
+        logs.append(log)
+        procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env))
+    stopped = False
+    try:
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(1, cap_seconds - (time.monotonic() - started)))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait()
+                stopped = True
+    finally:
+        for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-        return proc.returncode, (time.monotonic() - started) / 60, stopped
+        for log in logs:
+            log.close()
+    return [proc.returncode for proc in procs], (time.monotonic() - started) / 60, stopped
 
 
-def quality_report(r, config, rc, minutes, stopped):
-    """Evaluates the test split, greedy and beam 5; returns (ok, met, text)."""
-    log = open(f"{WORK}/logs/7-train.log").read()
+def training_summary(i):
+    """One member's run from its log and metrics: steps, epochs, fits, samples/s, best validation."""
+    log = open(member_log(i)).read()
     done = re.findall(r"(?:done|stopped by \S+) at step (\d+)|done: step (\d+), epoch (\d+)", log)
     fits = re.findall(r"time budget: .*?: (\d+) epochs \(were", log)
-    evals = []
-    for beam in (1, 5):
-        erc, eout, _ = r.run(f"7-test-beam{beam}", ["--config", config, "--run-dir", QUALITY_DIR, "--eval",
-                                                    "--beam-size", beam, *r.quality_args()], timeout=180)
-        m = re.search(r"test: WER ([0-9.]+)%, PER ([0-9.]+)%.*?on (\d+) words \(beam (\d+), ([0-9.]+)s\)", eout)
-        evals.append((beam, erc, m))
-    lines = list(map(json.loads, open(f"{QUALITY_DIR}/metrics.jsonl")))
+    lines = list(map(json.loads, open(f"{member_dir(i)}/metrics.jsonl")))
     rows = [x for x in lines if "loss" in x]
     vals = [x for x in lines if "val_wer" in x]
     step = rows[-1]["step"] if rows else 0
@@ -304,35 +323,69 @@ def quality_report(r, config, rc, minutes, stopped):
     steady = [x["samples_per_s"] for x in rows[len(rows) // 10:] if x["samples_per_s"] > 0]
     rate = len(steady) / sum(1 / x for x in steady) if steady else 0.0
     fitted = f", fitted {len(fits)} time(s), last to {fits[-1]}" if fits else ", never fitted"
-    text = [f"{r.recipe(config)}: {step} steps, {epochs} epoch(s){fitted}, in {minutes:.2f} min"
-            f"{' (stopped by SIGTERM at the cap)' if stopped else ''}, exit {rc}, {rate:.0f} samples/s"]
-    if vals:
-        text.append(f"best val WER {100 * min(x['val_wer'] for x in vals):.2f}%")
-    ok = rc in (0, 75)
-    for beam, erc, m in evals:
+    best = f", best val WER {100 * min(x['val_wer'] for x in vals):.2f}%" if vals else ""
+    return f"{step} steps, {epochs} epoch(s){fitted}, {rate:.0f} samples/s{best}"
+
+
+def test_eval(r, config, name, beam, run_dir, ensemble=()):
+    """The test split of a run's best checkpoint (with others as an ensemble): (exit, match)."""
+    argv = ["--config", config, "--run-dir", run_dir, "--eval", "--beam-size", beam, *r.quality_args()]
+    if ensemble:
+        argv += ["--ensemble", ",".join(ensemble)]
+    erc, eout, _ = r.run(name, argv, timeout=180)
+    return erc, re.search(r"test: WER ([0-9.]+)%, PER ([0-9.]+)%.*?on (\d+) words \(beam (\d+), ([0-9.]+)s\)", eout)
+
+
+def best_checkpoint(run_dir):
+    best = f"{run_dir}/checkpoints/best.pt"
+    return best if os.path.exists(best) else f"{run_dir}/checkpoints/last.pt"
+
+
+def quality_report(r, config, members, rcs, minutes, stopped):
+    """Evaluates the test split, greedy and beam 5 (of the ensemble, and of each member alone at
+    beam 5), all at once; returns (ok, met, text)."""
+    others = [best_checkpoint(member_dir(i)) for i in range(1, members)]
+    jobs = [(f"7-test-beam{beam}", beam, QUALITY_DIR, others) for beam in (1, 5)]
+    if members > 1:
+        jobs += [(f"7-test-member{i + 1}-beam5", 5, member_dir(i), ()) for i in range(members)]
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        evals = list(pool.map(lambda job: test_eval(r, config, *job), jobs))
+    what = "" if members == 1 else f" (ensemble of {members} trained at once)"
+    text = [f"{r.recipe(config)}{what}: in {minutes:.2f} min{' (stopped by SIGTERM at the cap)' if stopped else ''}, "
+            f"exit {'/'.join(map(str, rcs))}"]
+    if members == 1:
+        text[0] = text[0].replace(": in", f": {training_summary(0)}, in", 1)
+    else:
+        text += [f"member {i + 1}: {training_summary(i)}" for i in range(members)]
+    ok = all(rc in (0, 75) for rc in rcs)
+    label = "test" if members == 1 else "ensemble test"
+    for (name, beam, _, _), (erc, m) in zip(jobs, evals):
+        who = label if "member" not in name else f"member {name.split('member')[1].split('-')[0]} alone, test"
         if m:
-            text.append(f"test beam {beam}: WER {m.group(1)}%, PER {m.group(2)}% on {m.group(3)} words ({m.group(5)}s)")
+            text.append(f"{who} beam {beam}: WER {m.group(1)}%, PER {m.group(2)}% on {m.group(3)} words ({m.group(5)}s)")
         else:
-            text.append(f"test beam {beam}: exit {erc}, no result")
+            text.append(f"{who} beam {beam}: exit {erc}, no result")
             ok = False
-    met = ok and any(m and float(m.group(1)) <= 22.0 and float(m.group(2)) <= 5.0 for _, _, m in evals)
+    met = ok and any(m and float(m.group(1)) <= 22.0 and float(m.group(2)) <= 5.0 for _, m in evals[:2])
     return ok, met, "; ".join(text)
 
 
-def quality(r, config):
+def quality(r, config, members):
     """Check 7: gpu.json trained within the time left (at most 5 minutes), evaluated."""
-    # At most 5 minutes from the start of the process, and 45 s left for the two test evaluations.
-    cap = 60 if r.dry else min(300, r.left() - 45)
+    # At most 5 minutes from the start of the process, and 45 s left for the test evaluations
+    # (an ensemble's, and its members' alone, run at once).
+    cap = 60 if r.dry else min(300, r.left() - 45 - 5 * (members - 1))
     # The trainer's budget counts from its own start and covers its last validation and save; 15 s
     # are left for what comes before (CUDA, NCCL) and after (the exit).
     budget = (cap - 15) / 60
     # Ten steps profiled where the run is steady (on an H200 the first 240 steps still met new
     # sequence shapes): about a second lost to the profiler, for where a step's time goes.
     profiled = (31, 35) if r.dry else (341, 350)
-    say(f"7 quality: {r.recipe(config)}: time budget {budget:.2f} min, cap {cap:.0f}s")
-    ok, met, text = quality_report(r, config, *quality_train(r, config, budget, cap, profiled))
+    what = "" if members == 1 else f", {members} models at once"
+    say(f"7 quality: {r.recipe(config)}{what}: time budget {budget:.2f} min, cap {cap:.0f}s")
+    ok, met, text = quality_report(r, config, members, *quality_train(r, config, budget, cap, profiled, members))
     try:
-        say(f"7 quality: profile of steps {profiled[0]}..{profiled[1]}: "
+        say(f"7 quality: profile of steps {profiled[0]}..{profiled[1]}{' (member 1)' if members > 1 else ''}: "
             f"{profile_summary(f'{WORK}/profile.json', profiled[1] - profiled[0] + 1)}")
     except Exception as e:  # a diagnostic: never fails the check
         say(f"7 quality: no profile ({type(e).__name__}: {e})")
@@ -407,6 +460,8 @@ def main():
     p.add_argument("--cpu-dry-run", action="store_true")
     p.add_argument("--quality-only", action="store_true", help="check 7 alone (a recipe tried in a second call)")
     p.add_argument("--quality-flags", default="", help="trainer flags added to check 7's config, as one string")
+    p.add_argument("--ensemble", type=int, default=1, help="check 7 trains this many models at once and decodes "
+                   "with all of them")
     p.add_argument("--build-status", help="the file a build beside checks 1-5 writes 'RC SECONDS' to")
     p.add_argument("--build-pid", type=int, help="that build's process group")
     p.add_argument("--built", default="build-gpu/trainer", help="the trainer that build makes")
@@ -428,7 +483,7 @@ def main():
     build_pending = False if a.quality_only else checks_before_quality(r, a, record)
 
     # 7 after it: gpu.json trained within the time left (at most 5 minutes), evaluated.
-    record(7, "quality", quality, r, "configs/tiny.json" if r.dry else "configs/gpu.json")
+    record(7, "quality", quality, r, "configs/tiny.json" if r.dry else "configs/gpu.json", max(1, a.ensemble))
     if build_pending:
         record(0, "build", finish_build, r, a.build_status, a.build_pid, a.built, False)
 

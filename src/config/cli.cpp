@@ -23,6 +23,9 @@ cxxopts::Options make_options() {
   o.add_options("general")
       ("config", "JSON config file (default: the embedded defaults)", cxxopts::value<std::string>())
       ("eval", "evaluate a checkpoint (--resume PATH, else best.pt/last.pt of the run) on the test split")
+      ("ensemble", "with --eval: more checkpoints (comma-separated) whose models decode together with the evaluated "
+                   "one, their next-phoneme probabilities averaged",
+       cxxopts::value<std::string>())
       ("debug", "debugging run (one process, no launcher needed): deterministic algorithms, autograd anomaly "
                 "detection, evaluation on 256 words, saves in the training thread, a progress line every 10 steps")
       ("print-config", "print the resolved config as JSON and exit")
@@ -70,6 +73,16 @@ bool CliArgs::overrides_field(const std::string& name) const {
   return false;
 }
 
+std::vector<std::string> comma_separated(const std::string& text) {
+  std::vector<std::string> out;
+  for (size_t start = 0; start <= text.size();) {
+    size_t end = std::min(text.find(',', start), text.size());
+    if (end > start) out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
 std::string cli_help_text() { return make_options().help({"general", "config keys"}); }
 
 CliArgs parse_cli(int argc, const char* const* argv) {
@@ -89,6 +102,12 @@ CliArgs parse_cli(int argc, const char* const* argv) {
     args.print_config = result.count("print-config") > 0;
     args.debug = result.count("debug") > 0;
     if (result.count("config")) args.config_path = result["config"].as<std::string>();
+    if (result.count("ensemble")) {
+      const std::string list = result["ensemble"].as<std::string>();
+      args.ensemble = comma_separated(list);
+      if (args.ensemble.empty()) throw ConfigError("--ensemble: expected checkpoint files separated by commas, got '" + list + "'");
+      if (!args.eval) throw ConfigError("--ensemble: only with --eval (it evaluates the checkpoints' models together)");
+    }
     for (const auto& kv : result.arguments()) {
       for (const auto& f : config_fields())
         if (kv.key() == f.flag) args.overrides.emplace_back(f.name, kv.value());

@@ -190,69 +190,18 @@ G2PTransformerImpl::PackedLogits G2PTransformerImpl::forward_packed(const torch:
   return {decode(target_in, memory, key_mask, &target_packing, &source_packing), target_packing.index};
 }
 
-torch::Tensor G2PTransformerImpl::greedy_decode(const torch::Tensor& source, int64_t max_len) {
-  torch::Tensor key_mask;
-  auto memory = encode(source, key_mask);
-  const int64_t b = source.size(0);
-  auto out = torch::full({b, 1}, Vocabulary::kBos, source.options());
-  auto finished = torch::zeros({b}, source.options().dtype(torch::kBool));
-  for (int64_t t = 0; t < max_len; ++t) {
-    auto logits = decode(out, memory, key_mask).select(1, t);
-    auto next = logits.argmax(-1).masked_fill(finished, Vocabulary::kPad);
-    out = torch::cat({out, next.unsqueeze(1)}, 1);
-    finished = finished.logical_or(next.eq(Vocabulary::kEos));
-    if (finished.all().item<bool>()) break;
-  }
-  return out.narrow(1, 1, out.size(1) - 1);
+G2PTransformerImpl::Encoded G2PTransformerImpl::Encoded::repeat_rows(int64_t k) const {
+  return {memory.repeat_interleave(k, 0), key_mask.repeat_interleave(k, 0)};
 }
 
-torch::Tensor G2PTransformerImpl::beam_decode(const torch::Tensor& source, int64_t max_len, int64_t beam) {
-  if (beam <= 1) return greedy_decode(source, max_len);
-  return beam_search(source, max_len, beam).first.select(1, 0);
+G2PTransformerImpl::Encoded G2PTransformerImpl::encode_source(const torch::Tensor& source) {
+  Encoded e;
+  e.memory = encode(source, e.key_mask);
+  return e;
 }
 
-std::pair<torch::Tensor, torch::Tensor> G2PTransformerImpl::beam_search(const torch::Tensor& source, int64_t max_len,
-                                                                        int64_t beam) {
-  beam = std::max<int64_t>(beam, 1);
-  torch::Tensor key_mask;
-  auto memory = encode(source, key_mask);
-  const int64_t b = source.size(0), k = beam, rows = b * k;
-  // Every word's memory repeated for its k hypotheses: row r belongs to word r / k.
-  memory = memory.repeat_interleave(k, 0);
-  key_mask = key_mask.repeat_interleave(k, 0);
-  auto opts = source.options();
-  auto seqs = torch::full({rows, 1}, Vocabulary::kBos, opts);
-  // Only the first hypothesis of each word is live at the start, so the k beams do not start as copies.
-  auto scores = torch::full({b, k}, -1e9, source.options().dtype(torch::kFloat));
-  scores.select(1, 0).fill_(0);
-  auto finished = torch::zeros({rows}, opts.dtype(torch::kBool));
-  auto lengths = torch::zeros({rows}, opts.dtype(torch::kFloat));
-  const int64_t vocab = options_.target_vocab;
-  for (int64_t t = 0; t < max_len; ++t) {
-    auto logp = torch::log_softmax(decode(seqs, memory, key_mask).select(1, t).to(torch::kFloat), -1);
-    // A finished hypothesis may only extend with padding, at no cost, so its score stays put.
-    auto frozen = torch::full({vocab}, -1e9, logp.options());
-    frozen[Vocabulary::kPad] = 0;
-    logp = torch::where(finished.unsqueeze(1), frozen.unsqueeze(0), logp);
-    auto candidates = (scores.view({rows, 1}) + logp).view({b, k * vocab});
-    auto [top, index] = candidates.topk(k, 1);
-    auto from = index.div(vocab, "floor") + torch::arange(b, opts).unsqueeze(1) * k;  // source row
-    auto token = index.remainder(vocab);
-    from = from.view({rows});
-    seqs = torch::cat({seqs.index_select(0, from), token.view({rows, 1})}, 1);
-    finished = finished.index_select(0, from);
-    lengths = lengths.index_select(0, from) + finished.logical_not().to(torch::kFloat);
-    finished = finished.logical_or(token.view({rows}).eq(Vocabulary::kEos));
-    scores = top;
-    if (finished.all().item<bool>()) break;
-  }
-  // Length normalization, so short hypotheses do not win only by being short.
-  auto normalized = scores / lengths.view({b, k}).clamp_min(1);
-  auto [ranked, order] = normalized.sort(/*stable=*/true, 1, /*descending=*/true);  // ties: as argmax
-  auto rows_in_order = (order + torch::arange(b, opts).unsqueeze(1) * k).view({rows});
-  auto out = seqs.index_select(0, rows_in_order);
-  out = out.narrow(1, 1, out.size(1) - 1);
-  return {out.view({b, k, out.size(1)}), ranked};
+torch::Tensor G2PTransformerImpl::next_logits(const torch::Tensor& prefixes, const Encoded& encoded) {
+  return decode(prefixes, encoded.memory, encoded.key_mask).select(1, prefixes.size(1) - 1);
 }
 
 }  // namespace resumable

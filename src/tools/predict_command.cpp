@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <iostream>
 
+#include "resumable/config/cli.h"
 #include "resumable/data/batch.h"
+#include "resumable/model/decoding.h"
 #include "resumable/tools/tool_args.h"
 #include "resumable/training/checkpoint_verify.h"
 #include "resumable/util/errors.h"
@@ -13,8 +15,11 @@ namespace resumable {
 namespace {
 
 const char* kHelp =
-    "usage: trainer predict --checkpoint FILE [--beam-size K] [--nbest K] [--batch-size N] [WORD...]\n"
-    "Pronounces each WORD (or each line of stdin when no WORD is given) with the checkpoint's model:\n"
+    "usage: trainer predict --checkpoint FILE [--ensemble FILE,...] [--beam-size K] [--nbest K] [--batch-size N]\n"
+    "                       [WORD...]\n"
+    "Pronounces each WORD (or each line of stdin when no WORD is given) with the checkpoint's model\n"
+    "(with --ensemble, with it and the other checkpoints' models together, their next-phoneme\n"
+    "probabilities averaged):\n"
     "  word<TAB>PH O N E S            greedy decoding (--beam-size 1, the default) or beam search\n"
     "  word<TAB>PH O N E S<TAB>SCORE  with --nbest K: the K best hypotheses (beam >= K), best first;\n"
     "                                 SCORE is the mean log-probability per phoneme (EOS included)\n"
@@ -35,7 +40,7 @@ int run_predict_command(int argc, char** argv) {
       std::cout << kHelp;
       return exit_code::kDone;
     }
-  ToolArgs a = parse_tool_args("predict", raw, {"--checkpoint", "--beam-size", "--nbest", "--batch-size"}, {});
+  ToolArgs a = parse_tool_args("predict", raw, {"--checkpoint", "--ensemble", "--beam-size", "--nbest", "--batch-size"}, {});
   auto path = a.value("--checkpoint");
   if (!path) throw ConfigError("predict: --checkpoint FILE is required (see trainer predict --help)");
   const int64_t nbest = a.integer("--nbest", 0, 1);
@@ -43,6 +48,17 @@ int run_predict_command(int argc, char** argv) {
   const int64_t batch_size = a.integer("--batch-size", 256, 1);
 
   SavedModel m = load_saved_model(read_checkpoint(*path));
+  Ensemble models{m.model};
+  if (auto list = a.value("--ensemble")) {
+    for (const auto& member : comma_separated(*list)) {
+      SavedModel other = load_saved_model(read_checkpoint(member));
+      if (other.graphemes.symbols() != m.graphemes.symbols() || other.phonemes.symbols() != m.phonemes.symbols())
+        throw CheckpointError(member + ": predict --ensemble: its vocabularies are not those of " + *path +
+                              "; an ensemble needs models of the same dictionary");
+      models.push_back(other.model);
+    }
+    if (models.size() == 1) throw ConfigError("predict: --ensemble: expected checkpoint files separated by commas");
+  }
   torch::NoGradGuard no_grad;
 
   std::vector<std::string> inputs = a.positional;
@@ -92,7 +108,7 @@ int run_predict_command(int argc, char** argv) {
       longest = std::max<int64_t>(longest, static_cast<int64_t>(words[i].source.size()));
     }
     at::Tensor src = collate_sources(sources, c10::Device(c10::kCPU));
-    auto [seqs, scores] = m.model->beam_search(src, longest + 8, beam);  // the evaluator's limit
+    auto [seqs, scores] = beam_search(models, src, longest + 8, beam);  // the evaluator's limit
     seqs = seqs.contiguous();
     const int64_t shown = nbest > 0 ? nbest : 1;
     for (size_t i = start; i < end; ++i) {

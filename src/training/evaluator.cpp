@@ -19,10 +19,25 @@ TeacherForcedLoss teacher_forced_loss(G2PTransformer& model, const Batch& batch)
   return out;
 }
 
+TeacherForcedLoss teacher_forced_loss(const Ensemble& models, const Batch& batch) {
+  if (models.size() == 1) {
+    G2PTransformer model = models.front();
+    return teacher_forced_loss(model, batch);
+  }
+  TeacherForcedLoss out;
+  out.logits = teacher_forced_log_probs(models, batch.source, batch.target_in);
+  auto nll = torch::nn::functional::nll_loss(
+      out.logits.reshape({-1, out.logits.size(-1)}), batch.target_out.reshape({-1}),
+      torch::nn::functional::NLLLossFuncOptions().ignore_index(Vocabulary::kPad).reduction(torch::kSum));
+  out.sum = nll.item<double>();
+  out.tokens = batch.target_out.ne(Vocabulary::kPad).sum().item<int64_t>();
+  return out;
+}
+
 Evaluator::Evaluator(const EncodedCorpus& data, Distributed& dist, c10::Device device)
     : data_(data), dist_(dist), device_(device) {}
 
-std::optional<EvalResult> Evaluator::evaluate(G2PTransformer& model, Split split, const EvalOptions& options,
+std::optional<EvalResult> Evaluator::evaluate(const Ensemble& models, Split split, const EvalOptions& options,
                                               const std::function<bool()>& stop) {
   const auto& words = split == Split::kTest ? data_.corpus->test : data_.corpus->validation;
   const auto& sources = split == Split::kTest ? data_.test_sources : data_.validation_sources;
@@ -34,7 +49,7 @@ std::optional<EvalResult> Evaluator::evaluate(G2PTransformer& model, Split split
   for (size_t i = static_cast<size_t>(dist_.rank()); i < n; i += static_cast<size_t>(dist_.world_size())) mine.push_back(i);
   std::stable_sort(mine.begin(), mine.end(), [&](size_t a, size_t b) { return sources[a].size() < sources[b].size(); });
 
-  model->eval();
+  for (G2PTransformer m : models) m->eval();
   torch::NoGradGuard no_grad;
   double loss_sum = 0, tokens = 0, correct = 0;
   ErrorCounts errors;
@@ -59,7 +74,7 @@ std::optional<EvalResult> Evaluator::evaluate(G2PTransformer& model, Split split
     std::vector<const EncodedExample*> ptrs;
     for (const auto& e : examples) ptrs.push_back(&e);
     Batch batch = collate(ptrs, std::vector<float>(ptrs.size(), 1.0f), device_);
-    TeacherForcedLoss loss = teacher_forced_loss(model, batch);
+    TeacherForcedLoss loss = teacher_forced_loss(models, batch);
     loss_sum += loss.sum;
     tokens += static_cast<double>(loss.tokens);
     auto mask = batch.target_out.ne(Vocabulary::kPad);
@@ -67,7 +82,7 @@ std::optional<EvalResult> Evaluator::evaluate(G2PTransformer& model, Split split
 
     // Decoding, scored against every pronunciation of the word.
     int64_t max_len = batch.source.size(1) + 8;
-    auto decoded = model->beam_decode(batch.source, max_len, options.beam).to(at::kCPU).contiguous();
+    auto decoded = beam_decode(models, batch.source, max_len, options.beam).to(at::kCPU).contiguous();
     for (size_t k = start; k < end; ++k) {
       auto row = decoded[static_cast<int64_t>(k - start)];
       std::vector<int64_t> ids(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + row.numel());

@@ -35,6 +35,7 @@ std::string run_dir_for(const TrainConfig& cfg, const CliArgs& cli) {
 RunPlan plan_run(TrainConfig cfg, const CliArgs& cli, Distributed& dist) {
   RunPlan plan;
   plan.evaluate_only = cli.eval;
+  plan.ensemble = cli.ensemble;
   plan.run_dir = run_dir_for(cfg, cli);
   cfg.run_dir = plan.run_dir;
   plan.resume = plan_resume(cfg, dist, ResumeOptions{cli.eval});

@@ -16,6 +16,7 @@
 
 #include "resumable/util/atomic_file.h"
 #include "resumable/training/checkpoint_schema.h"
+#include "resumable/training/checkpoint_verify.h"
 #include "resumable/training/foreach_adamw.h"
 #include "resumable/training/step_profiler.h"
 #include "resumable/distributed/distributed.h"
@@ -829,7 +830,7 @@ bool Trainer::record_evaluation(const EvalResult& r) {
 std::optional<EvalResult> Trainer::validate() {
   log::info("validating after epoch {} at step {}", state_.epoch, state_.global_step);
   auto start = Clock::now();
-  std::optional<EvalResult> r = evaluator_->evaluate(model_, Split::kValidation,
+  std::optional<EvalResult> r = evaluator_->evaluate({model_}, Split::kValidation,
                                                      {cfg_.eval_batch_size, cfg_.eval_limit, cfg_.beam_size},
                                                      [] { return pending_stop_signal() != 0; });
   // Evaluation time must not count as training throughput.
@@ -1154,23 +1155,46 @@ void Trainer::report_progress(const StepResult& r, bool force_line) {
 int Trainer::evaluate() {
   const LoadedCheckpoint& ck = *plan_.checkpoint;
   load_model_state_dict(*model_, StateReader(ck.root, ck.path)[ckpt_key::kModel]);
+  Ensemble models{model_};
+  for (const auto& path : run_.ensemble) models.push_back(load_ensemble_member(path));
   nlohmann::json j = {{"checkpoint", ck.path}, {"position", position_text(ck)}, {"beam", cfg_.beam_size}};
+  if (!run_.ensemble.empty()) j["ensemble"] = run_.ensemble;
+  const std::string what = run_.ensemble.empty() ? ck.path : fmt::format("{} + {} more (ensemble)", ck.path, run_.ensemble.size());
   for (auto [split, name] : {std::pair{Split::kValidation, "validation"}, std::pair{Split::kTest, "test"}}) {
     auto start = Clock::now();
-    std::optional<EvalResult> r = evaluator_->evaluate(model_, split, {cfg_.eval_batch_size, cfg_.eval_limit, cfg_.beam_size},
+    std::optional<EvalResult> r = evaluator_->evaluate(models, split, {cfg_.eval_batch_size, cfg_.eval_limit, cfg_.beam_size},
                                                        [] { return pending_stop_signal() != 0; });
     if (!r) {
-      log::warn("evaluation of {} stopped by {} (exit {}; nothing to save)", ck.path,
+      log::warn("evaluation of {} stopped by {} (exit {}; nothing to save)", what,
                 signal_name(pending_stop_signal() ? pending_stop_signal() : SIGTERM), exit_code::kStoppedBySignal);
       return exit_code::kStoppedBySignal;
     }
     j[name] = {{"words", r->words}, {"wer", r->wer}, {"per", r->per}, {"loss", r->loss}, {"token_acc", r->token_acc}};
     log::info("{}: WER {:.2f}%, PER {:.2f}%, loss {:.4f}, token acc {:.4f} on {} words (beam {}, {:.1f}s) of {}", name,
               100 * r->wer, 100 * r->per, r->loss, r->token_acc, static_cast<int64_t>(r->words), cfg_.beam_size,
-              seconds_since(start), ck.path);
+              seconds_since(start), what);
   }
   if (dist_.is_main()) std::printf("%s\n", j.dump().c_str());
   return exit_code::kDone;
+}
+
+// A checkpoint's model, built from its own config (members may differ in architecture), on this
+// rank's device. Its vocabularies must be this data's: ids mean the same symbols in every member.
+G2PTransformer Trainer::load_ensemble_member(const std::string& path) {
+  SavedModel m = load_saved_model(read_checkpoint(path));
+  auto differs = [](const Vocabulary& a, const Vocabulary& b) { return a.symbols() != b.symbols(); };
+  if (differs(m.graphemes, data_.graphemes) || differs(m.phonemes, data_.phonemes))
+    throw CheckpointError(fmt::format(
+        "{}: --ensemble: its vocabularies ({} graphemes, {} phonemes) are not those of {} ({}, {}); an ensemble "
+        "needs models of the same dictionary",
+        path, m.graphemes.symbols().size(), m.phonemes.symbols().size(), cfg_.data, data_.graphemes.symbols().size(),
+        data_.phonemes.symbols().size()));
+  m.model->to(device_);
+  m.model->eval();
+  const auto& o = m.model->options();
+  log::info("ensemble member {}: d_model={} heads={} layers={}+{} ff={}", path, o.d_model, o.heads, o.encoder_layers,
+            o.decoder_layers, o.ff_dim);
+  return m.model;
 }
 
 }  // namespace resumable

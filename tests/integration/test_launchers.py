@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import TRAINER, TINY, load, run
+from conftest import ROOT, TRAINER, TINY, load, run
 
 
 @pytest.mark.parametrize("launcher", ["single", "mpirun", "torchrun"])
@@ -61,6 +61,43 @@ def test_eval_reports_test_metrics(tmp_path):
     assert result["checkpoint"].endswith("best.pt")
     code, out = run(["--run-dir", tmp_path, "--eval", "--beam-size", 3])
     assert "beam 3" in out
+
+
+def test_eval_of_an_ensemble_averages_checkpoints_of_other_runs(tmp_path):
+    # Two runs of tiny, another seed and a narrower model for the second: members may differ in
+    # architecture, not in vocabulary.
+    run(["--run-dir", tmp_path / "a", "--epochs", 1])
+    run(["--run-dir", tmp_path / "b", "--epochs", 1, "--seed", 7, "--d-model", 32, "--heads", 2])
+    a, b = (str(tmp_path / d / "checkpoints" / "best.pt") for d in ("a", "b"))
+
+    def result(args):
+        code, out = run(["--run-dir", tmp_path / "a", "--eval"] + args)
+        return json.loads([l for l in out.splitlines() if l.startswith("{")][-1]), out
+
+    alone, _ = result([])
+    both, out = result(["--ensemble", b])
+    assert both["ensemble"] == [b] and both["checkpoint"] == a
+    assert "ensemble member " + b + ": d_model=32 heads=2" in out and "+ 1 more (ensemble)" in out
+    assert both["test"]["words"] == alone["test"]["words"] == 400
+    assert both["test"]["loss"] != alone["test"]["loss"]  # the second model took part
+    # A model with itself is the model alone (up to the rounding of the average).
+    twice, _ = result(["--ensemble", a])
+    for split in ("validation", "test"):
+        assert abs(twice[split]["wer"] - alone[split]["wer"]) <= 1 / 400
+        assert twice[split]["loss"] == pytest.approx(alone[split]["loss"], rel=1e-5)
+
+    # Bad input: one line each, naming the flag or the file.
+    code, out = run(["--run-dir", tmp_path / "a", "--ensemble", b], check=False)
+    assert code == 2 and "--ensemble: only with --eval" in out
+    code, out = run(["--run-dir", tmp_path / "a", "--eval", "--ensemble", str(tmp_path / "missing.pt")], check=False)
+    assert code != 0 and "missing.pt" in out
+    # Words of a-m only: a vocabulary without most letters.
+    words = [l for l in open(ROOT / "data" / "cmudict.dict") if set(l.split(" ")[0]) <= set("abcdefghijklm")]
+    (tmp_path / "small.dict").write_text("".join(words[:600]))
+    run(["--run-dir", tmp_path / "c", "--max-steps", 2, "--data", tmp_path / "small.dict", "--limit-words", 0])
+    c = str(tmp_path / "c" / "checkpoints" / "last.pt")
+    code, out = run(["--run-dir", tmp_path / "a", "--eval", "--ensemble", c], check=False)
+    assert code != 0 and f"{c}: --ensemble: its vocabularies" in out and "same dictionary" in out
 
 
 def test_two_ranks_train_like_one_on_the_whole_batch(tmp_path):

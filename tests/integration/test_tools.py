@@ -259,6 +259,21 @@ def test_predict_words_from_arguments_stdin_beam_and_nbest(evaluated):
     assert beam.split("\t")[1].strip() == rows[0][1]
 
 
+def test_predict_with_an_ensemble(evaluated, stopped_and_resumed):
+    f, other = evaluated / "checkpoints" / "best.pt", stopped_and_resumed / "checkpoints" / "last.pt"
+    _, alone, _ = tool("predict", "--checkpoint", f, "--nbest", 2, "hello", "world", check=0)
+    _, both, _ = tool("predict", "--checkpoint", f, "--ensemble", other, "--nbest", 2, "hello", "world", check=0)
+    rows = [l.split("\t") for l in both.splitlines()]
+    assert [r[0] for r in rows] == ["hello", "hello", "world", "world"]
+    # The half-trained second model changes the scores: its probabilities are in the average.
+    assert [r[2] for r in rows] != [l.split("\t")[2] for l in alone.splitlines()]
+    _, twice, _ = tool("predict", "--checkpoint", f, "--ensemble", f, "hello", "world", check=0)
+    _, greedy, _ = tool("predict", "--checkpoint", f, "hello", "world", check=0)
+    assert twice == greedy
+    rc, _, err = tool("predict", "--checkpoint", f, "--ensemble", ",", "hello")
+    assert rc == 2 and "--ensemble: expected checkpoint files" in err
+
+
 def test_predict_reports_an_unknown_character_and_goes_on(evaluated):
     rc, out, err = tool("predict", "--checkpoint", evaluated / "checkpoints" / "best.pt", "naïve", "cat", "x%y")
     assert rc == 2

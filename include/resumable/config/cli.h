@@ -1,4 +1,5 @@
-// The command line: `trainer [--config FILE] [--KEY VALUE ...] [--eval] [--debug] [--print-config]`.
+// The command line: `trainer [--config FILE] [--KEY VALUE ...] [--eval [--ensemble FILES]] [--debug]
+// [--print-config]`.
 // Every config key is a flag (generated from the config field table); parsing only collects the
 // overrides, so they can be applied over whichever base config the run ends up using (a file, the
 // embedded defaults, or the config saved in the checkpoint being resumed).
@@ -17,6 +18,7 @@ struct CliArgs {
   std::optional<std::string> config_path;                      // --config
   std::vector<std::pair<std::string, std::string>> overrides;  // (field name, text), in order
   bool eval = false;          // --eval: report metrics of a checkpoint on the test split
+  std::vector<std::string> ensemble;  // --ensemble A,B: with --eval, checkpoints decoding with it
   bool print_config = false;  // --print-config: print the resolved config as JSON and exit
   bool debug = false;         // --debug: deterministic kernels, anomaly detection, small eval
   bool help = false;
@@ -24,6 +26,9 @@ struct CliArgs {
 
   bool overrides_field(const std::string& name) const;
 };
+
+// "a.pt,b.pt" -> {"a.pt", "b.pt"}; empty items are dropped (a trailing comma is harmless).
+std::vector<std::string> comma_separated(const std::string& text);
 
 // Throws ConfigError on unknown flags, missing values and stray arguments.
 CliArgs parse_cli(int argc, const char* const* argv);

@@ -112,14 +112,15 @@ class G2PTransformerImpl : public torch::nn::Module {
   // CPU as the batch is made); else they are found here, which makes a GPU wait for the host.
   PackedLogits forward_packed(const torch::Tensor& source, const torch::Tensor& target_in,
                               const torch::Tensor& source_tokens = {}, const torch::Tensor& target_tokens = {});
-  // Greedy decoding: [B,S] -> [B,L] phoneme ids, each row ending in EOS or cut at max_len.
-  torch::Tensor greedy_decode(const torch::Tensor& source, int64_t max_len);
-  // Beam search with `beam` hypotheses per word, ranked by length-normalized log-probability;
-  // returns the best, shaped like greedy_decode(). beam == 1 is greedy decoding.
-  torch::Tensor beam_decode(const torch::Tensor& source, int64_t max_len, int64_t beam);
-  // All `beam` hypotheses of every word, best first: sequences [B,beam,L] and their mean
-  // log-probability per phoneme (EOS included) [B,beam]. beam == 1 follows greedy decoding.
-  std::pair<torch::Tensor, torch::Tensor> beam_search(const torch::Tensor& source, int64_t max_len, int64_t beam);
+  // Decoding's two halves, which decoding.h runs for one model or an ensemble: the encoder's
+  // output for a batch of words, then the logits of the phoneme after each prefix.
+  struct Encoded {
+    torch::Tensor memory, key_mask;  // [B,S,D], [B,1,1,S]
+    Encoded repeat_rows(int64_t k) const;  // each word's rows k times in a row, for k hypotheses
+  };
+  Encoded encode_source(const torch::Tensor& source);
+  // prefixes [B,T] (starting with BOS) -> logits [B,V] at their last position.
+  torch::Tensor next_logits(const torch::Tensor& prefixes, const Encoded& encoded);
 
   const ModelOptions& options() const { return options_; }
 

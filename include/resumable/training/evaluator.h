@@ -1,5 +1,6 @@
 // Validation and test metrics, computed on each rank's share of the words and reduced across
-// ranks: teacher-forced loss and token accuracy, and WER/PER of greedy decoding.
+// ranks: teacher-forced loss and token accuracy, and WER/PER of greedy decoding or beam search,
+// of one model or an ensemble (decoding.h).
 #pragma once
 
 #include <functional>
@@ -8,7 +9,7 @@
 #include <c10/core/Device.h>
 
 #include "resumable/data/batch.h"
-#include "resumable/model/model.h"
+#include "resumable/model/decoding.h"
 #include "resumable/training/train_state.h"
 
 namespace resumable {
@@ -30,14 +31,17 @@ struct TeacherForcedLoss {
   int64_t tokens = 0;
 };
 TeacherForcedLoss teacher_forced_loss(G2PTransformer& model, const Batch& batch);
+// The same for an ensemble, whose `logits` are its averaged log-probabilities; with one member,
+// exactly the function above.
+TeacherForcedLoss teacher_forced_loss(const Ensemble& models, const Batch& batch);
 
 class Evaluator {
  public:
   Evaluator(const EncodedCorpus& data, Distributed& dist, c10::Device device);
-  // Collective: every rank must call it. Leaves the model in eval mode. With `stop`, the ranks
+  // Collective: every rank must call it. Leaves the models in eval mode. With `stop`, the ranks
   // agree after every batch whether any of them was asked to stop (one tiny allreduce), and all
   // return nullopt together: a stop request waits for one batch, not a whole evaluation.
-  std::optional<EvalResult> evaluate(G2PTransformer& model, Split split, const EvalOptions& options,
+  std::optional<EvalResult> evaluate(const Ensemble& models, Split split, const EvalOptions& options,
                                      const std::function<bool()>& stop = nullptr);
 
  private:

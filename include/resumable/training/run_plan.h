@@ -23,6 +23,7 @@ struct RunPlan {
   std::optional<TrainConfig> saved_config;  // of the checkpoint resumed, evaluated or initialized from
   std::vector<std::string> notes;           // fields an older checkpoint lacked and that took defaults
   bool evaluate_only = false;               // --eval: metrics of a checkpoint, no training
+  std::vector<std::string> ensemble;        // --eval --ensemble: more checkpoints decoding with it
 };
 
 // Collective. Throws ConfigError/CheckpointError on every rank alike (a busy run directory, no usable

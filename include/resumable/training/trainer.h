@@ -57,7 +57,8 @@ class Trainer {
 
   // Trains until the end of the schedule, --max-steps, or a stop signal. Returns the exit code.
   int train();
-  // --eval: test-split metrics of the planned checkpoint, printed as one JSON line. Exit code.
+  // --eval: test-split metrics of the planned checkpoint (with --ensemble, of it and the other
+  // checkpoints' models together), printed as one JSON line. Exit code.
   int evaluate();
 
   const TrainConfig& config() const { return cfg_; }
@@ -97,6 +98,7 @@ class Trainer {
   void load_data();
   void register_components();
   void check_vocabulary(const StateReader& saved) const;
+  G2PTransformer load_ensemble_member(const std::string& path);  // --eval --ensemble
   void build_model();
   void start_fresh();
   void restore(const LoadedCheckpoint& ck);

@@ -40,6 +40,16 @@ TEST(Cli, ModesAreRecognized) {
   EXPECT_FALSE(parse({}).eval);
 }
 
+TEST(Cli, EnsembleTakesCommaSeparatedCheckpointsWithEvalOnly) {
+  EXPECT_EQ(parse({"--eval", "--ensemble", "a.pt,runs/b/checkpoints/best.pt,"}).ensemble,
+            (std::vector<std::string>{"a.pt", "runs/b/checkpoints/best.pt"}));
+  EXPECT_TRUE(parse({"--eval"}).ensemble.empty());
+  EXPECT_NE(error_of({"--ensemble", "a.pt"}).find("--ensemble: only with --eval"), std::string::npos);
+  EXPECT_NE(error_of({"--eval", "--ensemble", ","}).find("--ensemble: expected checkpoint files"), std::string::npos);
+  EXPECT_EQ(comma_separated(",a,,b"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(comma_separated("").empty());
+}
+
 TEST(Cli, BadFlagsAreOneLineErrors) {
   EXPECT_NE(error_of({"--no-such-flag", "1"}).find("no-such-flag"), std::string::npos);
   EXPECT_NE(error_of({"stray"}).find("unexpected argument 'stray'"), std::string::npos);
