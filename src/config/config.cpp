@@ -133,8 +133,9 @@ std::vector<ConfigField> make_fields() {
             int_at_least(&C::beam_size, 1)),
       // hardware
       field("device", &C::device, R::kControl, "cpu | cuda | auto", one_of(&C::device, {"cpu", "cuda", "auto"})),
-      field("amp", &C::amp, R::kTuning, "mixed precision: none | bf16 | fp16",
-            one_of(&C::amp, {"none", "bf16", "fp16"})),
+      field("amp", &C::amp, R::kTuning,
+            "mixed precision: none | bf16 | fp16 | auto (bf16 on a GPU or a CPU with native bf16, else none)",
+            one_of(&C::amp, {"none", "bf16", "fp16", "auto"})),
       field("threads", &C::threads, R::kControl, "threads per rank (0 = cores / local ranks)",
             int_at_least(&C::threads, 0)),
       field("cpu_kernels", &C::cpu_kernels, R::kControl,

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include <ATen/cpu/Utils.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 
 #include "resumable/util/atomic_file.h"
@@ -86,6 +87,26 @@ c10::Device choose_device(const std::string& device, const LaunchEnv& env) {
   return d;
 }
 
+std::string resolve_amp(const std::string& amp, c10::Device device, std::string* why) {
+  if (amp != "auto") return amp;
+  if (device.is_cuda()) {
+    if (why) *why = "bf16 on the GPU";
+    return "bf16";
+  }
+  auto caps = at::cpu::get_cpu_capabilities();
+  auto has = [&](const char* flag) {
+    auto it = caps.find(flag);
+    return it != caps.end() && it->second.isBool() && it->second.toBool();
+  };
+  for (const char* flag : {"amx_bf16", "avx512_bf16"})
+    if (has(flag)) {
+      if (why) *why = std::string("bf16: this CPU has ") + flag;
+      return "bf16";
+    }
+  if (why) *why = "none (fp32): this CPU has no native bf16 (avx512_bf16, amx_bf16), where bf16 autocast is slower";
+  return "none";
+}
+
 // ============================================================================================
 // Set-up
 // ============================================================================================
@@ -95,6 +116,7 @@ Trainer::Trainer(RunPlan plan, const LaunchEnv& env, Distributed& dist)
       dist_(dist),
       run_(std::move(plan)),
       device_(choose_device(cfg_.device, env)),
+      amp_(resolve_amp(cfg_.amp, device_)),
       checkpoints_(run_dir_ + "/checkpoints", {cfg_.keep_last, cfg_.keep_every}),
       save_policy_(cfg_) {
   lock_ = std::move(run_.resume.lock);
@@ -173,7 +195,7 @@ void Trainer::build_model() {
                                 .betas({cfg_.adam_beta1, cfg_.adam_beta2})
                                 .eps(cfg_.adam_eps)
                                 .weight_decay(cfg_.weight_decay));
-  scaler_ = LossScaler(cfg_.amp == "fp16");
+  scaler_ = LossScaler(amp_ == "fp16");
   sampler_ = std::make_unique<DistributedSampler>(
       data_.train_lengths(), cfg_.seed, SamplerOptions{cfg_.batch_size, cfg_.length_bucketing});
   int64_t params = 0;
@@ -181,6 +203,11 @@ void Trainer::build_model() {
   log::info("model: Transformer d_model={} heads={} layers={}+{} ff={} dropout={} -> {:.2f}M parameters on {}",
                o.d_model, o.heads, o.encoder_layers, o.decoder_layers, o.ff_dim, o.dropout, params / 1e6,
                device_.str());
+  if (cfg_.amp == "auto") {
+    std::string why;
+    resolve_amp(cfg_.amp, device_, &why);
+    log::info("amp auto: {}", why);
+  }
 }
 
 int64_t Trainer::epochs() const {
@@ -705,7 +732,7 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   ddp_->before_forward();
   torch::Tensor loss_sum;
   {
-    AutocastGuard autocast(cfg_.amp, device_.type());
+    AutocastGuard autocast(amp_, device_.type());
     // Real tokens only: padding would cost about half the step and add nothing.
     auto packed = model_->forward_packed(batch.source, batch.target_in, batch.source_tokens, batch.target_tokens);
     auto targets = batch.target_out.reshape({-1}).index_select(0, packed.index);
