@@ -327,7 +327,7 @@ def training_summary(i):
     return f"{step} steps, {epochs} epoch(s){fitted}, {rate:.0f} samples/s{best}"
 
 
-def test_eval(r, config, name, beam, run_dir, ensemble=()):
+def evaluate_test_split(r, config, name, beam, run_dir, ensemble=()):
     """The test split of a run's best checkpoint (with others as an ensemble): (exit, match)."""
     argv = ["--config", config, "--run-dir", run_dir, "--eval", "--beam-size", beam, *r.quality_args()]
     if ensemble:
@@ -345,11 +345,13 @@ def quality_report(r, config, members, rcs, minutes, stopped):
     """Evaluates the test split, greedy and beam 5 (of the ensemble, and of each member alone at
     beam 5), all at once; returns (ok, met, text)."""
     others = [best_checkpoint(member_dir(i)) for i in range(1, members)]
-    jobs = [(f"7-test-beam{beam}", beam, QUALITY_DIR, others) for beam in (1, 5)]
+    label = "test" if members == 1 else "ensemble test"
+    jobs = [(label, f"7-test-beam{beam}", beam, QUALITY_DIR, others) for beam in (1, 5)]
     if members > 1:
-        jobs += [(f"7-test-member{i + 1}-beam5", 5, member_dir(i), ()) for i in range(members)]
+        jobs += [(f"member {i + 1} alone, test", f"7-test-member{i + 1}-beam5", 5, member_dir(i), ())
+                 for i in range(members)]
     with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
-        evals = list(pool.map(lambda job: test_eval(r, config, *job), jobs))
+        evals = list(pool.map(lambda job: evaluate_test_split(r, config, *job[1:]), jobs))
     what = "" if members == 1 else f" (ensemble of {members} trained at once)"
     text = [f"{r.recipe(config)}{what}: in {minutes:.2f} min{' (stopped by SIGTERM at the cap)' if stopped else ''}, "
             f"exit {'/'.join(map(str, rcs))}"]
@@ -358,9 +360,7 @@ def quality_report(r, config, members, rcs, minutes, stopped):
     else:
         text += [f"member {i + 1}: {training_summary(i)}" for i in range(members)]
     ok = all(rc in (0, 75) for rc in rcs)
-    label = "test" if members == 1 else "ensemble test"
-    for (name, beam, _, _), (erc, m) in zip(jobs, evals):
-        who = label if "member" not in name else f"member {name.split('member')[1].split('-')[0]} alone, test"
+    for (who, _, beam, _, _), (erc, m) in zip(jobs, evals):
         if m:
             text.append(f"{who} beam {beam}: WER {m.group(1)}%, PER {m.group(2)}% on {m.group(3)} words ({m.group(5)}s)")
         else:
