@@ -6,6 +6,8 @@
 #include "resumable/checkpoint/checkpoint_state.h"
 #include "resumable/training/checkpoint_schema.h"
 
+#include "../model/toy_task.h"
+
 using namespace resumable;
 
 namespace {
@@ -24,14 +26,8 @@ EncodedCorpus corpus() {
 
 G2PTransformer model() {
   torch::manual_seed(3);
-  ModelOptions o;
-  o.source_vocab = 12;
-  o.target_vocab = 9;
-  o.d_model = 16;
-  o.heads = 2;
-  o.encoder_layers = 1;
+  ModelOptions o = small();
   o.decoder_layers = 1;
-  o.ff_dim = 32;
   o.dropout = 0.3;
   return G2PTransformer(o);
 }
