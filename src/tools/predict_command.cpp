@@ -50,13 +50,8 @@ int run_predict_command(int argc, char** argv) {
   SavedModel m = load_saved_model(read_checkpoint(*path));
   Ensemble models{m.model};
   if (auto list = a.value("--ensemble")) {
-    for (const auto& member : comma_separated(*list)) {
-      SavedModel other = load_saved_model(read_checkpoint(member));
-      if (other.graphemes.symbols() != m.graphemes.symbols() || other.phonemes.symbols() != m.phonemes.symbols())
-        throw CheckpointError(member + ": predict --ensemble: its vocabularies are not those of " + *path +
-                              "; an ensemble needs models of the same dictionary");
-      models.push_back(other.model);
-    }
+    for (const auto& member : comma_separated(*list))
+      models.push_back(load_ensemble_member(member, m.graphemes, m.phonemes, *path).model);
     if (models.size() == 1) throw ConfigError("predict: --ensemble: expected checkpoint files separated by commas");
   }
   torch::NoGradGuard no_grad;

@@ -21,6 +21,18 @@ SavedModel load_saved_model(const LoadedCheckpoint& ck) {
   return m;
 }
 
+SavedModel load_ensemble_member(const std::string& path, const Vocabulary& graphemes, const Vocabulary& phonemes,
+                                const std::string& reference) {
+  SavedModel m = load_saved_model(read_checkpoint(path));
+  if (m.graphemes.symbols() != graphemes.symbols() || m.phonemes.symbols() != phonemes.symbols())
+    throw CheckpointError(path + ": --ensemble: its vocabularies (" + std::to_string(m.graphemes.symbols().size()) +
+                          " graphemes, " + std::to_string(m.phonemes.symbols().size()) + " phonemes) are not those of " +
+                          reference + " (" + std::to_string(graphemes.symbols().size()) + ", " +
+                          std::to_string(phonemes.symbols().size()) +
+                          "); an ensemble needs models of the same dictionary");
+  return m;
+}
+
 CheckpointSummary verify_checkpoint(const LoadedCheckpoint& ck) {
   CheckpointSummary s = summarize_checkpoint(ck);  // layout and types, config validated
   // Every tensor loaded where a resume would load it: a wrong shape, dtype or name is found here.

@@ -1208,14 +1208,7 @@ int Trainer::evaluate() {
 // A checkpoint's model, built from its own config (members may differ in architecture), on this
 // rank's device. Its vocabularies must be this data's: ids mean the same symbols in every member.
 G2PTransformer Trainer::load_ensemble_member(const std::string& path) {
-  SavedModel m = load_saved_model(read_checkpoint(path));
-  auto differs = [](const Vocabulary& a, const Vocabulary& b) { return a.symbols() != b.symbols(); };
-  if (differs(m.graphemes, data_.graphemes) || differs(m.phonemes, data_.phonemes))
-    throw CheckpointError(fmt::format(
-        "{}: --ensemble: its vocabularies ({} graphemes, {} phonemes) are not those of {} ({}, {}); an ensemble "
-        "needs models of the same dictionary",
-        path, m.graphemes.symbols().size(), m.phonemes.symbols().size(), cfg_.data, data_.graphemes.symbols().size(),
-        data_.phonemes.symbols().size()));
+  SavedModel m = resumable::load_ensemble_member(path, data_.graphemes, data_.phonemes, cfg_.data);
   m.model->to(device_);
   m.model->eval();
   const auto& o = m.model->options();

@@ -23,6 +23,11 @@ struct SavedModel {
   G2PTransformer model{nullptr};
 };
 SavedModel load_saved_model(const LoadedCheckpoint& ck);
+// An ensemble member: the model of the checkpoint at `path`, whose vocabularies must be `graphemes`
+// and `phonemes` (those of `reference`, named in the error), so that ids mean the same symbols in
+// every member. Throws CheckpointError otherwise.
+SavedModel load_ensemble_member(const std::string& path, const Vocabulary& graphemes, const Vocabulary& phonemes,
+                                const std::string& reference);
 
 // `ckpt verify --deep`: the resume proof's probe loss recomputed on the CPU from the checkpoint's
 // weights and the training data (the saved config's file, or `data_path`), against the recorded
