@@ -324,7 +324,9 @@ def training_summary(i):
     rate = len(steady) / sum(1 / x for x in steady) if steady else 0.0
     fitted = f", fitted {len(fits)} time(s), last to {fits[-1]}" if fits else ", never fitted"
     best = f", best val WER {100 * min(x['val_wer'] for x in vals):.2f}%" if vals else ""
-    return f"{step} steps, {epochs} epoch(s){fitted}, {rate:.0f} samples/s{best}"
+    timed = re.search(r"attention auto: (\w+) \(([0-9.]+) ms\) over (\w+) \(([0-9.]+) ms[;)]", log)
+    attention = f", attention {timed[1]} ({timed[2]} ms, {timed[3]} {timed[4]} ms)" if timed else ""
+    return f"{step} steps, {epochs} epoch(s){fitted}, {rate:.0f} samples/s{attention}{best}"
 
 
 def evaluate_test_split(r, config, name, beam, run_dir, ensemble=()):
@@ -468,6 +470,8 @@ def main():
     a = p.parse_args()
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(f"{WORK}/logs")
+    if a.cpu_dry_run:  # attention auto times its kernels on the CPU too, as it does on a GPU
+        os.environ["RESUMABLE_TEST_TIME_ATTENTION"] = "1"
     r = Runner(a.trainer, a.python, "cpu" if a.cpu_dry_run else "cuda", a.cpu_dry_run, a.seconds,
                shlex.split(a.quality_flags))
     results = {}

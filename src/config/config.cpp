@@ -136,6 +136,10 @@ std::vector<ConfigField> make_fields() {
       field("amp", &C::amp, R::kTuning,
             "mixed precision: none | bf16 | fp16 | auto (bf16 on a GPU or a CPU with native bf16, else none)",
             one_of(&C::amp, {"none", "bf16", "fp16", "auto"})),
+      field("attention", &C::attention, R::kTuning,
+            "attention kernel: fused (scaled_dot_product_attention) | math (matmuls and a softmax) | auto "
+            "(fused on a CPU; on a GPU the faster at the training shapes, timed at the run's start and kept)",
+            one_of(&C::attention, {"fused", "math", "auto"})),
       field("threads", &C::threads, R::kControl, "threads per rank (0 = cores / local ranks)",
             int_at_least(&C::threads, 0)),
       field("cpu_kernels", &C::cpu_kernels, R::kControl,

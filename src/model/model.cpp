@@ -59,7 +59,7 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& query, const 
   auto kvh = kv.view({b, tk, 2, heads_, hd}).permute({2, 0, 3, 1, 4});
   std::optional<torch::Tensor> mask;
   if (key_mask.defined()) mask = key_mask;
-  auto y = at::scaled_dot_product_attention(qh, kvh[0], kvh[1], mask, 0.0, causal).transpose(1, 2).reshape({b, tq, d});
+  auto y = attention(kernel_, qh, kvh[0], kvh[1], mask, causal).transpose(1, 2).reshape({b, tq, d});
   return out_(query_packing ? query_packing->pack(y) : y);
 }
 
@@ -125,6 +125,11 @@ G2PTransformerImpl::G2PTransformerImpl(const ModelOptions& o) : options_(o) {
     else if (p.key().find("bias") != std::string::npos && p.key().find("norm") == std::string::npos)
       p.value().zero_();
   }
+}
+
+void G2PTransformerImpl::set_attention_kernel(AttentionKernel k) {
+  for (const auto& m : modules(/*include_self=*/false))
+    if (auto* a = m->as<MultiHeadAttentionImpl>()) a->set_kernel(k);
 }
 
 torch::Tensor G2PTransformerImpl::positions(int64_t length, const torch::Device& device, c10::ScalarType dtype) {

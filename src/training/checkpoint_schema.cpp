@@ -117,6 +117,9 @@ void check_train_state(const StateReader& r, CheckpointSummary& s) {
   if (r.has("train_seconds") && !(state.train_seconds >= 0 && std::isfinite(state.train_seconds)))
     r["train_seconds"].fail("expected a finite number >= 0");
   if (r.has("fitted_epochs")) at_least(r["fitted_epochs"], state.fitted_epochs, 0);
+  if (r.has("attention_kernel") && !(state.attention_kernel.empty() || state.attention_kernel == "fused" ||
+                                     state.attention_kernel == "math"))
+    r["attention_kernel"].fail("expected \"fused\", \"math\" or \"\", found \"" + state.attention_kernel + "\"");
   s.global_step = state.global_step;
   s.epoch = state.epoch;
   s.has_best = state.has_best;
@@ -178,9 +181,9 @@ void check_resume_proof(const StateReader& r, CheckpointSummary& s) {
 const std::vector<ComponentSpec>& checkpoint_components() {
   using namespace ckpt_key;
   static const std::vector<ComponentSpec> table = {
-      {kConfig, 5,
+      {kConfig, 6,
        "the full resolved config (version 2 added save_timeout_s, 3 async_save, 4 proof_batches, allow_data_drift, "
-       "deadline, deadline_margin_s, deadline_refresh_s, 5 time_budget_minutes)",
+       "deadline, deadline_margin_s, deadline_refresh_s, 5 time_budget_minutes, 6 attention)",
        check_config},
       {kVocabulary, 1, "grapheme and phoneme symbols: what each embedding row means", check_vocabulary},
       {kData, 1, "training-set size and fingerprint: a resume on other data is refused", check_data},
@@ -190,8 +193,9 @@ const std::vector<ComponentSpec>& checkpoint_components() {
        check_lr_scheduler},
       {kLossScaler, 1, "fp16 dynamic loss scale and its counters", check_loss_scaler},
       {kSampler, 1, "data order seed, epoch and the global cursor within it", check_sampler},
-      {kTrainState, 3,
-       "step, epoch, best metric and its step (version 2 added eval_pending, 3 train_seconds and fitted_epochs)",
+      {kTrainState, 4,
+       "step, epoch, best metric and its step (version 2 added eval_pending, 3 train_seconds and fitted_epochs, "
+       "4 attention_kernel and attention_device)",
        check_train_state},
       {kHistory, 1, "per step, epoch and evaluation: losses, LR, WER/PER, resume points", check_history},
       {kRng, 1, "CPU (and CUDA) generator state of every rank (last: fresh ranks seed from the step)", check_rng},

@@ -16,6 +16,7 @@
 #include <c10/core/impl/VirtualGuardImpl.h>
 
 #include "resumable/util/atomic_file.h"
+#include "resumable/model/attention_kernel.h"
 #include "resumable/training/checkpoint_schema.h"
 #include "resumable/training/checkpoint_verify.h"
 #include "resumable/training/foreach_adamw.h"
@@ -135,6 +136,7 @@ Trainer::Trainer(RunPlan plan, const LaunchEnv& env, Distributed& dist)
                    position_text(*plan_.checkpoint));
     }
   }
+  choose_attention();
   ddp_ = std::make_unique<DataParallel>(*model_, dist_, DataParallelOptions{cfg_.bucket_mb << 20});
   evaluator_ = std::make_unique<Evaluator>(data_, dist_, device_);
   if (dist_.is_main() && !run_.evaluate_only) {
@@ -208,6 +210,54 @@ void Trainer::build_model() {
     resolve_amp(cfg_.amp, device_, &why);
     log::info("amp auto: {}", why);
   }
+}
+
+// After a resume has loaded the train state, which holds an earlier timing's choice.
+void Trainer::choose_attention() {
+  std::string kernel = cfg_.attention;
+  if (kernel == "auto") {
+    const std::string device_type = device_.is_cuda() ? "cuda" : "cpu";
+    // Test-only switch: RESUMABLE_TEST_TIME_ATTENTION=1 times the kernels on the CPU too.
+    const bool timed = device_.is_cuda() || std::getenv("RESUMABLE_TEST_TIME_ATTENTION");
+    if (!timed || run_.evaluate_only) {
+      kernel = "fused";  // on the CPU a step ran as fast with either (README, Configuration: attention)
+    } else if (state_.attention_device == device_type && !state_.attention_kernel.empty()) {
+      kernel = state_.attention_kernel;
+      log::info("attention auto: {}, as timed at the run's start (kept, so that the resume is exact)", kernel);
+    } else {
+      const int64_t heads = cfg_.heads, head_dim = cfg_.d_model / cfg_.heads;
+      const int64_t batch = (cfg_.batch_size + dist_.world_size() - 1) / dist_.world_size();
+      // A batch pads to its longest word (+1 for BOS/EOS): of `batch` random words, about the
+      // (1 - 1/batch) quantile of the lengths.
+      std::vector<size_t> lengths;
+      for (const auto& e : data_.train) lengths.push_back(std::max(e.source.size(), e.target.size()));
+      const size_t at = std::min(lengths.size() - 1, lengths.size() - lengths.size() / static_cast<size_t>(batch));
+      std::nth_element(lengths.begin(), lengths.begin() + static_cast<std::ptrdiff_t>(at), lengths.end());
+      const int64_t length = static_cast<int64_t>(lengths[at]) + 1;
+      const auto dtype = amp_ == "bf16" ? at::kBFloat16 : amp_ == "fp16" ? at::kHalf : at::kFloat;
+      // Rank 0 times and decides for all: ranks that chose apart would compute different floats.
+      std::string why;
+      if (dist_.is_main()) {
+        const double fused = time_attention_ms(AttentionKernel::kFused, device_, dtype, batch, heads, length, head_dim);
+        const double math = time_attention_ms(AttentionKernel::kMath, device_, dtype, batch, heads, length, head_dim);
+        // Only a clear gain moves off the default: a close call could go either way, and two
+        // fresh runs of one config would then compute different floats.
+        kernel = math <= 0.5 * fused ? "math" : "fused";
+        why = fmt::format("{} ({:.2f} ms) over {} ({:.2f} ms; math must take at most half of fused's time), "
+                          "forward and backward of a masked and a causal attention at [{} words, {} heads, {} "
+                          "tokens, {}] {}",
+                          kernel, kernel == "math" ? math : fused, kernel == "math" ? "fused" : "math",
+                          kernel == "math" ? fused : math, batch, heads, length, head_dim, c10::toString(dtype));
+      }
+      kernel = dist_.broadcast_string(kernel);
+      if (dist_.is_main()) log::info("attention auto: {}; kept in its checkpoints", why);
+      state_.attention_kernel = kernel;
+      state_.attention_device = device_type;
+    }
+  }
+  const AttentionKernel k = *parse_attention_kernel(kernel);
+  model_->set_attention_kernel(k);
+  if (probe_model_) probe_model_->set_attention_kernel(k);
 }
 
 int64_t Trainer::epochs() const {

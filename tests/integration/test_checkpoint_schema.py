@@ -47,7 +47,7 @@ def test_a_checkpoint_of_the_previous_main_verifies_and_resumes(tmp_path):
     after = load(tmp_path / "run" / "checkpoints" / "last.pt")
     assert after["train_state"]["global_step"] == 15 and after["history"]["resumed_at_step"].tolist() == [12]
     assert torch.equal(after["history"]["train_loss"][:12], before["history"]["train_loss"])
-    assert after["component_versions"]["train_state"] == 3 and after["component_versions"]["config"] == 5
+    assert after["component_versions"]["train_state"] == 4 and after["component_versions"]["config"] == 6
     assert after["train_state"]["eval_pending"] is False and after["config"]["save_timeout_s"] == 1800.0
     rc, out = trainer("ckpt", "verify", tmp_path / "run" / "checkpoints" / "last.pt")
     assert rc == 0, out

@@ -217,3 +217,31 @@ def test_fp16_loss_scaler_state_resumes_exactly(tmp_path):
     assert a["loss_scaler"]["growth_tracker"] + a["loss_scaler"]["skipped_steps"] > 30
     assert a["loss_scaler"] == b["loss_scaler"]
     assert_same_training(a, b, "fp16")
+
+
+def test_timed_attention_kernel_is_kept_by_the_resume(tmp_path):
+    """attention auto times the kernels at a run's start (on a GPU; here by a test switch on the
+    CPU) and keeps the choice in its checkpoints: a resume must not time again and perhaps choose
+    the other kernel, whose float results differ, so the resumed run would not be exact."""
+    timed = {"RESUMABLE_TEST_TIME_ATTENTION": "1"}
+    args = ["--epochs", 1, "--attention", "auto"]
+    code, out = run(["--run-dir", tmp_path / "b", "--max-steps", 30] + args, launcher="mpirun", env=timed)
+    assert "attention auto: " in out and " ms) over " in out, out
+    chosen = load(tmp_path / "b" / "checkpoints" / "last.pt")["train_state"]
+    assert chosen["attention_device"] == "cpu" and chosen["attention_kernel"] in ("fused", "math")
+    kernel = chosen["attention_kernel"]
+    other = "math" if kernel == "fused" else "fused"
+    code, out = run(["--run-dir", tmp_path / "b"] + args, launcher="mpirun", env=timed)
+    assert f"attention auto: {kernel}, as timed at the run's start (kept, so that the resume is exact)" in out, out
+    b = load(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert b["train_state"]["attention_kernel"] == kernel
+    run(["--run-dir", tmp_path / "a", "--epochs", 1, "--attention", kernel], launcher="mpirun")
+    a = load(tmp_path / "a" / "checkpoints" / "last.pt")
+    assert a["train_state"]["attention_kernel"] == ""  # chosen by the config, not timed
+    a["train_state"].update(attention_kernel=kernel, attention_device="cpu")
+    assert_same_training(a, b, f"auto ({kernel}) resumed")
+    # The other kernel computes the same function but not the same floats: the choice matters.
+    run(["--run-dir", tmp_path / "c", "--epochs", 1, "--attention", other], launcher="mpirun")
+    c = load(tmp_path / "c" / "checkpoints" / "last.pt")
+    assert not all(torch.equal(c["model"][k], b["model"][k]) for k in b["model"])
+    assert abs(c["history"]["train_loss"][-1] - b["history"]["train_loss"][-1]) < 0.05

@@ -103,7 +103,7 @@ def test_info_reports_position_best_history_resumes_versions_and_config(evaluate
     assert info["resumed_at_step"] == [70]
     assert info["meta"]["resumed_from"][0]["path"].endswith("last.pt")
     assert info["world_size"] == 1 and info["trainer_version"] and info["format_version"] == 1
-    assert info["component_versions"]["train_state"] == 3 and info["component_versions"]["model"] == 1
+    assert info["component_versions"]["train_state"] == 4 and info["component_versions"]["model"] == 1
     assert info["config"]["d_model"] == 64 and info["config"]["limit_words"] == 4000
     shapes = {t["name"]: t["shape"] for t in info["tensors"]}
     assert shapes.keys() == ck["model"].keys()

@@ -59,6 +59,7 @@ struct TrainConfig {
   // --- hardware
   std::string device = "auto";   // cpu | cuda | auto
   std::string amp = "none";      // none | bf16 | fp16 (fp16 uses the dynamic loss scaler) | auto
+  std::string attention = "auto";  // fused | math | auto (model/attention_kernel.h)
   int64_t threads = 0;           // intra-op threads per rank; 0 = cores / ranks on this node
   std::string cpu_kernels = "auto";  // auto | avx2 | avx512: ATen's CPU kernel set (ATEN_CPU_CAPABILITY)
   double timeout_s = 600;        // collective and rendezvous timeout: a dead peer fails, never hangs

@@ -1,6 +1,7 @@
 // The G2P model: a pre-norm Transformer encoder-decoder over characters (in) and ARPAbet
 // phonemes (out), with sinusoidal positions and the output projection tied to the target
-// embedding. Attention goes through at::scaled_dot_product_attention (fused kernels on CPU/GPU).
+// embedding. Attention runs the kernel set_attention_kernel() chose (attention_kernel.h): by
+// default at::scaled_dot_product_attention's fused kernels.
 // Dropout acts on embeddings and residual branches only (fairseq's defaults: no attention or
 // activation dropout); on CPU, dropout masks are a sizeable part of a step's time.
 // Training runs on packed tokens (forward_packed): a batch of words is about half padding, and
@@ -16,6 +17,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "resumable/config/config.h"
+#include "resumable/model/attention_kernel.h"
 
 namespace resumable {
 
@@ -52,9 +54,11 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& memory, const torch::Tensor& key_mask,
                         bool causal, const TokenPacking* query_packing = nullptr,
                         const TokenPacking* memory_packing = nullptr);
+  void set_kernel(AttentionKernel k) { kernel_ = k; }
 
  private:
   int64_t heads_;
+  AttentionKernel kernel_ = AttentionKernel::kFused;
   torch::nn::Linear q_{nullptr}, kv_{nullptr}, out_{nullptr};
 };
 TORCH_MODULE(MultiHeadAttention);
@@ -123,6 +127,8 @@ class G2PTransformerImpl : public torch::nn::Module {
   torch::Tensor next_logits(const torch::Tensor& prefixes, const Encoded& encoded);
 
   const ModelOptions& options() const { return options_; }
+  // Every attention layer's kernel; the weights and the function computed stay the same.
+  void set_attention_kernel(AttentionKernel k);
 
  private:
   torch::Tensor embed(torch::nn::Embedding& table, const torch::Tensor& ids, const TokenPacking* packing);

@@ -60,6 +60,10 @@ struct TrainState {
   // With --time-budget-minutes only (otherwise 0, so that runs without one stay bit-comparable):
   double train_seconds = 0;    // of the budget spent, all invocations together, up to this state
   int64_t fitted_epochs = 0;   // the run's epochs as fitted to the budget (0: none yet, the config's)
+  // With attention "auto" on a GPU: the kernel its timing chose at the run's start, and the
+  // device type it was timed on; a resume on that type keeps it, so that it stays bit-exact ("": none).
+  std::string attention_kernel;
+  std::string attention_device;
   TrainHistory history;
 
   template <class Visitor>
@@ -76,6 +80,8 @@ struct TrainState {
     v("eval_pending", eval_pending, false);  // a later addition: older checkpoints lack it
     v("train_seconds", train_seconds, 0.0);          // version 3
     v("fitted_epochs", fitted_epochs, int64_t{0});   // version 3
+    v("attention_kernel", attention_kernel, std::string());  // later additions
+    v("attention_device", attention_device, std::string());
   }
 
   // Records a finished optimizer step.

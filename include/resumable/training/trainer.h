@@ -105,6 +105,7 @@ class Trainer {
   void check_vocabulary(const StateReader& saved) const;
   G2PTransformer load_ensemble_member(const std::string& path);  // --eval --ensemble
   void build_model();
+  void choose_attention();
   void start_fresh();
   void restore(const LoadedCheckpoint& ck);
   int64_t planned_total_steps() const;

@@ -55,7 +55,8 @@ TEST(TrainState, VisitListsEveryScalarOnce) {
     void operator()(const char*, bool&, bool) { ++n; }
     void operator()(const char*, double&, double) { ++n; }
     void operator()(const char*, int64_t&, int64_t) { ++n; }
+    void operator()(const char*, std::string&, std::string) { ++n; }
   };
   s.visit(Counter{fields});
-  EXPECT_EQ(fields, 12);
+  EXPECT_EQ(fields, 14);
 }
