@@ -55,6 +55,9 @@ TEST(StopSignals, DuringTrainingAStopIsARequest) {
 TEST(StopSignals, ASecondCtrlCExitsUnsaved) {
   EXPECT_EXIT(
       {
+        // SIGINT at its default, as at a terminal: tests started in the background by a shell
+        // without job control inherit it ignored, and an ignored SIGINT rightly stays ignored.
+        std::signal(SIGINT, SIG_DFL);
         install_stop_signal_handlers();
         stop_signals_become_requests();
         std::raise(SIGINT);
