@@ -37,13 +37,18 @@ constexpr int64_t kUnfittedEpochs = 1000000;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// The dtype a resolved amp setting computes the forward pass in.
+c10::ScalarType amp_dtype(const std::string& amp) {
+  return amp == "bf16" ? at::kBFloat16 : amp == "fp16" ? at::kHalf : at::kFloat;
+}
+
 // Autocast for the forward pass of mixed-precision runs (no-op for amp=none).
 class AutocastGuard {
  public:
   AutocastGuard(const std::string& amp, c10::DeviceType device) : device_(device), enabled_(amp != "none") {
     if (!enabled_) return;
     at::autocast::set_autocast_enabled(device_, true);
-    at::autocast::set_autocast_dtype(device_, amp == "bf16" ? at::kBFloat16 : at::kHalf);
+    at::autocast::set_autocast_dtype(device_, amp_dtype(amp));
     at::autocast::increment_nesting();
   }
   ~AutocastGuard() {
@@ -214,16 +219,18 @@ void Trainer::build_model() {
 
 // After a resume has loaded the train state, which holds an earlier timing's choice.
 void Trainer::choose_attention() {
-  std::string kernel = cfg_.attention;
-  if (kernel == "auto") {
+  auto kernel = parse_attention_kernel(cfg_.attention);  // nullopt: auto
+  if (!kernel) {
     const std::string device_type = device_.is_cuda() ? "cuda" : "cpu";
     // Test-only switch: RESUMABLE_TEST_TIME_ATTENTION=1 times the kernels on the CPU too.
     const bool timed = device_.is_cuda() || std::getenv("RESUMABLE_TEST_TIME_ATTENTION");
     if (!timed || run_.evaluate_only) {
-      kernel = "fused";  // on the CPU a step ran as fast with either (README, Configuration: attention)
-    } else if (state_.attention_device == device_type && !state_.attention_kernel.empty()) {
-      kernel = state_.attention_kernel;
-      log::info("attention auto: {}, as timed at the run's start (kept, so that the resume is exact)", kernel);
+      kernel = AttentionKernel::kFused;  // on the CPU a step ran as fast with either (README, Configuration)
+    } else if (auto kept = parse_attention_kernel(state_.attention_kernel);
+               kept && state_.attention_device == device_type) {
+      kernel = kept;
+      log::info("attention auto: {}, as timed at the run's start (kept, so that the resume is exact)",
+                state_.attention_kernel);
     } else {
       const int64_t heads = cfg_.heads, head_dim = cfg_.d_model / cfg_.heads;
       const int64_t batch = (cfg_.batch_size + dist_.world_size() - 1) / dist_.world_size();
@@ -234,30 +241,31 @@ void Trainer::choose_attention() {
       const size_t at = std::min(lengths.size() - 1, lengths.size() - lengths.size() / static_cast<size_t>(batch));
       std::nth_element(lengths.begin(), lengths.begin() + static_cast<std::ptrdiff_t>(at), lengths.end());
       const int64_t length = static_cast<int64_t>(lengths[at]) + 1;
-      const auto dtype = amp_ == "bf16" ? at::kBFloat16 : amp_ == "fp16" ? at::kHalf : at::kFloat;
+      const auto dtype = amp_dtype(amp_);
       // Rank 0 times and decides for all: ranks that chose apart would compute different floats.
-      std::string why;
+      std::string name, why;
       if (dist_.is_main()) {
         const double fused = time_attention_ms(AttentionKernel::kFused, device_, dtype, batch, heads, length, head_dim);
         const double math = time_attention_ms(AttentionKernel::kMath, device_, dtype, batch, heads, length, head_dim);
         // Only a clear gain moves off the default: a close call could go either way, and two
         // fresh runs of one config would then compute different floats.
-        kernel = math <= 0.5 * fused ? "math" : "fused";
+        const bool use_math = math <= 0.5 * fused;
+        name = attention_kernel_name(use_math ? AttentionKernel::kMath : AttentionKernel::kFused);
         why = fmt::format("{} ({:.2f} ms) over {} ({:.2f} ms; math must take at most half of fused's time), "
                           "forward and backward of a masked and a causal attention at [{} words, {} heads, {} "
                           "tokens, {}] {}",
-                          kernel, kernel == "math" ? math : fused, kernel == "math" ? "fused" : "math",
-                          kernel == "math" ? fused : math, batch, heads, length, head_dim, c10::toString(dtype));
+                          name, use_math ? math : fused, use_math ? "fused" : "math", use_math ? fused : math,
+                          batch, heads, length, head_dim, c10::toString(dtype));
       }
-      kernel = dist_.broadcast_string(kernel);
+      name = dist_.broadcast_string(name);
       if (dist_.is_main()) log::info("attention auto: {}; kept in its checkpoints", why);
-      state_.attention_kernel = kernel;
+      kernel = parse_attention_kernel(name);
+      state_.attention_kernel = name;
       state_.attention_device = device_type;
     }
   }
-  const AttentionKernel k = *parse_attention_kernel(kernel);
-  model_->set_attention_kernel(k);
-  if (probe_model_) probe_model_->set_attention_kernel(k);
+  model_->set_attention_kernel(*kernel);
+  if (probe_model_) probe_model_->set_attention_kernel(*kernel);
 }
 
 int64_t Trainer::epochs() const {
