@@ -326,6 +326,12 @@ def training_summary(i):
     best = f", best val WER {100 * min(x['val_wer'] for x in vals):.2f}%" if vals else ""
     timed = re.search(r"attention auto: (\w+) \(([0-9.]+) ms\) over (\w+) \(([0-9.]+) ms[;)]", log)
     attention = f", attention {timed[1]} ({timed[2]} ms, {timed[3]} {timed[4]} ms)" if timed else ""
+    if not timed:  # set by the config or a flag: the last one given wins, as in the trainer
+        argv = log.splitlines()[0].split()
+        flags = [argv[j + 1] for j, x in enumerate(argv[:-1]) if x == "--attention"]
+        config = argv[argv.index("--config") + 1] if "--config" in argv else None
+        kernel = flags[-1] if flags else json.load(open(config)).get("attention", "auto") if config else "auto"
+        attention = f", attention {kernel} (set)" if kernel != "auto" else ""
     return f"{step} steps, {epochs} epoch(s){fitted}, {rate:.0f} samples/s{attention}{best}"
 
 
