@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <torch/autograd.h>
+
 #include "resumable/data/vocabulary.h"
 
 namespace resumable {
@@ -23,20 +25,55 @@ ModelOptions model_options(const TrainConfig& cfg, int64_t source_vocab, int64_t
 }
 
 TokenPacking TokenPacking::of(const at::Tensor& ids) {
-  TokenPacking p;
-  p.batch = ids.size(0);
-  p.length = ids.size(1);
-  p.index = ids.reshape({-1}).ne(Vocabulary::kPad).nonzero().squeeze(1);
-  return p;
+  return of_index(ids.reshape({-1}).ne(Vocabulary::kPad).nonzero().squeeze(1), ids.size(0), ids.size(1));
 }
 
-at::Tensor TokenPacking::pad(const at::Tensor& rows) const {
-  const int64_t c = rows.size(1);
-  return at::zeros({batch * length, c}, rows.options()).index_copy(0, index, rows).view({batch, length, c});
+TokenPacking TokenPacking::of_index(const at::Tensor& index, int64_t batch, int64_t length) {
+  return {index, index.div(length, "floor"), index.remainder(length), batch, length};
 }
 
-at::Tensor TokenPacking::pack(const at::Tensor& padded) const {
-  return padded.reshape({batch * length, padded.size(-1)}).index_select(0, index);
+at::Tensor TokenPacking::pad_heads(const at::Tensor& rows, int64_t groups, int64_t heads) const {
+  const int64_t n = rows.size(0), d = rows.size(1) / (groups * heads);
+  // Indexed as [B,L,G,H,D] (what the rows hold), stored as [G,B,H,L,D]. Not a view: an in-place
+  // scatter into a view would make autograd copy the whole base in backward.
+  auto padded = at::empty_strided({batch, length, groups, heads, d},
+                                  {heads * length * d, d, batch * heads * length * d, length * d, 1}, rows.options())
+                    .zero_();
+  padded.index_put_({word, token}, rows.view({n, groups, heads, d}));
+  return padded.permute({2, 0, 3, 1, 4});
+}
+
+namespace {
+
+// The rows of a [B,L,...] tensor at a packing's positions. Its backward scatters them into zeros
+// laid out as the input was; autograd's own backward for index accumulates (serially on the CPU,
+// through a sort on CUDA), which a packing's distinct positions never need.
+struct GatherTokens : torch::autograd::Function<GatherTokens> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& padded, const at::Tensor& word,
+                            const at::Tensor& token) {
+    ctx->save_for_backward({word, token});
+    ctx->saved_data["sizes"] = padded.sizes().vec();
+    ctx->saved_data["strides"] = padded.is_non_overlapping_and_dense() ? padded.strides().vec() : std::vector<int64_t>{};
+    return padded.index({word, token});
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto sizes = ctx->saved_data["sizes"].toIntVector(), strides = ctx->saved_data["strides"].toIntVector();
+    auto grad = (strides.empty() ? at::empty(sizes, grads[0].options())
+                                 : at::empty_strided(sizes, strides, grads[0].options()))
+                    .zero_();
+    grad.index_put_({saved[0], saved[1]}, grads[0]);
+    return {grad, at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor TokenPacking::pack_heads(const at::Tensor& heads) const {
+  auto rows = GatherTokens::apply(heads.transpose(1, 2), word, token);  // [N,H,D]
+  return rows.view({rows.size(0), -1});
 }
 
 MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t d_model, int64_t heads) : heads_(heads) {
@@ -51,16 +88,20 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& query, const 
   // Projections run on whatever rows there are; only the attention itself needs [B,T,...].
   auto q = q_(query);
   auto kv = kv_(memory);
-  if (query_packing) q = query_packing->pad(q);
-  if (memory_packing) kv = memory_packing->pad(kv);
-  const int64_t b = q.size(0), tq = q.size(1), tk = kv.size(1), d = q.size(2);
-  const int64_t hd = d / heads_;
-  auto qh = q.view({b, tq, heads_, hd}).transpose(1, 2);
-  auto kvh = kv.view({b, tk, 2, heads_, hd}).permute({2, 0, 3, 1, 4});
+  const int64_t d = q.size(-1), hd = d / heads_;
+  // [B,H,T,D] views: head-major in memory where a packing pads them, strided views otherwise.
+  auto qh = query_packing ? query_packing->pad_heads(q, 1, heads_).squeeze(0)
+                          : q.view({q.size(0), q.size(1), heads_, hd}).transpose(1, 2);
+  auto kvh = memory_packing ? memory_packing->pad_heads(kv, 2, heads_)
+                            : kv.view({kv.size(0), kv.size(1), 2, heads_, hd}).permute({2, 0, 3, 1, 4});
+  // unbind, not [0] and [1]: its backward is one stack, where two selects each fill a zero
+  // [2,B,H,T,D] and the two are then added.
+  auto kv_heads = kvh.unbind(0);
+  const int64_t b = qh.size(0), tq = qh.size(2);
   std::optional<torch::Tensor> mask;
   if (key_mask.defined()) mask = key_mask;
-  auto y = attention(kernel_, qh, kvh[0], kvh[1], mask, causal).transpose(1, 2).reshape({b, tq, d});
-  return out_(query_packing ? query_packing->pack(y) : y);
+  auto y = attention(kernel_, qh, kv_heads[0], kv_heads[1], mask, causal);
+  return out_(query_packing ? query_packing->pack_heads(y) : y.transpose(1, 2).reshape({b, tq, d}));
 }
 
 FeedForwardImpl::FeedForwardImpl(int64_t d_model, int64_t ff_dim) {
@@ -187,7 +228,7 @@ G2PTransformerImpl::PackedLogits G2PTransformerImpl::forward_packed(const torch:
                                                                     const torch::Tensor& source_tokens,
                                                                     const torch::Tensor& target_tokens) {
   auto packing = [](const torch::Tensor& ids, const torch::Tensor& tokens) {
-    return tokens.defined() ? TokenPacking{tokens, ids.size(0), ids.size(1)} : TokenPacking::of(ids);
+    return tokens.defined() ? TokenPacking::of_index(tokens, ids.size(0), ids.size(1)) : TokenPacking::of(ids);
   };
   TokenPacking source_packing = packing(source, source_tokens), target_packing = packing(target_in, target_tokens);
   torch::Tensor key_mask;

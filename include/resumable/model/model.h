@@ -38,12 +38,18 @@ ModelOptions model_options(const TrainConfig& cfg, int64_t source_vocab, int64_t
 // Where the real tokens of a padded [B,L] batch are: their flat positions b*L+t, in row-major
 // order. Rows of packed activations [N,C] follow this order.
 struct TokenPacking {
-  at::Tensor index;  // [N] int64
+  at::Tensor index;        // [N] int64
+  at::Tensor word, token;  // [N] int64: index / L and index % L
   int64_t batch = 0, length = 0;
 
   static TokenPacking of(const at::Tensor& ids);  // ids [B,L], kPad marks padding
-  at::Tensor pad(const at::Tensor& rows) const;    // [N,C] -> [B,L,C], zeros at padding
-  at::Tensor pack(const at::Tensor& padded) const; // [B,L,C] -> [N,C]
+  static TokenPacking of_index(const at::Tensor& index, int64_t batch, int64_t length);
+  // [N, G*H*D] -> [G,B,H,L,D], contiguous, zeros at padding: the head-major layout that
+  // attention's batched matmuls read. The scatter that pads also lays the heads out, so no
+  // transposing copy follows it, forward or backward.
+  at::Tensor pad_heads(const at::Tensor& rows, int64_t groups, int64_t heads) const;
+  // [B,H,L,D], any strides -> [N, H*D]: attention's output back to rows, in one gather.
+  at::Tensor pack_heads(const at::Tensor& heads) const;
 };
 
 class MultiHeadAttentionImpl : public torch::nn::Module {

@@ -80,3 +80,47 @@ TEST(G2PTransformer, PackedForwardEqualsPaddedForwardAndItsGradients) {
   for (size_t i = 0; i < g_padded.size(); ++i)
     EXPECT_TRUE(torch::allclose(g_packed[i], g_padded[i], 1e-4, 1e-5)) << "parameter " << i;
 }
+
+TEST(TokenPacking, PadsIntoHeadMajorLayoutAndPacksBackWithTheirGradients) {
+  torch::manual_seed(3);
+  const int64_t pad = Vocabulary::kPad, groups = 2, heads = 3, d = 4;
+  auto ids = torch::tensor(std::vector<int64_t>{5, 6, 7, pad, 8, pad, pad, pad, 9, 10, 11, 12}, torch::kLong).view({3, 4});
+  auto packing = TokenPacking::of(ids);
+  const int64_t n = packing.index.size(0);
+  ASSERT_EQ(n, 8);
+  auto rows = torch::randn({n, groups * heads * d}, torch::dtype(torch::kDouble).requires_grad(true));
+
+  // What attention reads: [G,B,H,L,D], laid out so (the batched matmuls need no copy), zeros at padding.
+  auto heads_out = packing.pad_heads(rows, groups, heads);
+  EXPECT_TRUE(heads_out.is_contiguous());
+  ASSERT_EQ(heads_out.sizes(), (std::vector<int64_t>{groups, 3, heads, 4, d}));
+  auto reference = torch::zeros({3 * 4, groups * heads * d}, rows.options())
+                       .index_copy(0, packing.index, rows)
+                       .view({3, 4, groups, heads, d})
+                       .permute({2, 0, 3, 1, 4});
+  EXPECT_TRUE(torch::equal(heads_out, reference));
+
+  // And back: [B,H,L,D] to rows, the inverse on real positions, whatever the input's strides.
+  for (auto y : {heads_out[1], heads_out[1].transpose(1, 2).contiguous().transpose(1, 2)}) {
+    auto packed = packing.pack_heads(y);
+    ASSERT_EQ(packed.sizes(), (std::vector<int64_t>{n, heads * d}));
+    EXPECT_TRUE(torch::equal(packed, rows.detach().view({n, groups, heads * d}).select(1, 1)));
+  }
+
+  // Gradients as the plain index_copy / index_select formulation gives them.
+  auto weight = torch::randn({n, heads * d}, rows.options());
+  auto through = [&](bool head_major) {
+    rows.mutable_grad() = torch::Tensor();
+    auto kv = head_major ? packing.pad_heads(rows, groups, heads)
+                         : torch::zeros({3 * 4, groups * heads * d}, rows.options())
+                               .index_copy(0, packing.index, rows)
+                               .view({3, 4, groups, heads, d})
+                               .permute({2, 0, 3, 1, 4});
+    auto y = kv[0] * 2 + kv[1].pow(2);  // [B,H,L,D]
+    auto out = head_major ? packing.pack_heads(y)
+                          : y.transpose(1, 2).reshape({3 * 4, heads * d}).index_select(0, packing.index);
+    (out * weight).sum().backward();
+    return rows.grad().clone();
+  };
+  EXPECT_TRUE(torch::equal(through(true), through(false)));
+}
