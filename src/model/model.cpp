@@ -195,7 +195,7 @@ torch::Tensor G2PTransformerImpl::embed(torch::nn::Embedding& table, const torch
     return dropout_(x + positions(ids.size(1), x.device(), x.scalar_type()));
   }
   auto x = table(ids.reshape({-1}).index_select(0, packing->index)) * scale;
-  auto pos = positions(ids.size(1), x.device(), x.scalar_type()).index_select(0, packing->index.remainder(ids.size(1)));
+  auto pos = positions(ids.size(1), x.device(), x.scalar_type()).index_select(0, packing->token);
   return dropout_(x + pos);
 }
 
