@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 
 #include "resumable/config/cli.h"
 #include "resumable/data/batch.h"
@@ -16,20 +17,52 @@ namespace {
 
 const char* kHelp =
     "usage: trainer predict --checkpoint FILE [--ensemble FILE,...] [--beam-size K] [--nbest K] [--batch-size N]\n"
-    "                       [WORD...]\n"
+    "                       [--score] [WORD...]\n"
     "Pronounces each WORD (or each line of stdin when no WORD is given) with the checkpoint's model\n"
     "(with --ensemble, with it and the other checkpoints' models together, their next-phoneme\n"
     "probabilities averaged):\n"
     "  word<TAB>PH O N E S            greedy decoding (--beam-size 1, the default) or beam search\n"
     "  word<TAB>PH O N E S<TAB>SCORE  with --nbest K: the K best hypotheses (beam >= K), best first;\n"
     "                                 SCORE is the mean log-probability per phoneme (EOS included)\n"
+    "  word<TAB>PH O N E S<TAB>SCORE  with --score, whose input lines are word<TAB>PH O N E S: the\n"
+    "                                 given pronunciation's SCORE (as --nbest's), to rerank\n"
+    "                                 candidates with another model or compare pronunciations\n"
     "Words are lower-cased. A word with a character the model does not know is reported on stderr\n"
     "and skipped; the exit code is then 2.\n";
 
 struct Word {
   std::string text;
   std::vector<int64_t> source;
+  std::string phones;            // --score: the pronunciation to score (upper case, no stress)
+  std::vector<int64_t> target;   // and its phoneme ids
 };
+
+// The mean log-probability per phoneme (EOS included) of each word's `target`, the measure
+// beam_search() ranks by, so a scored line and an --nbest line of the same pronunciation agree.
+std::vector<double> score_targets(const Ensemble& models, const at::Tensor& src, const std::vector<const Word*>& words) {
+  const int64_t b = static_cast<int64_t>(words.size());
+  int64_t longest = 0;
+  for (const Word* w : words) longest = std::max<int64_t>(longest, static_cast<int64_t>(w->target.size()));
+  auto in = torch::full({b, longest + 1}, Vocabulary::kPad, torch::kLong);
+  auto out = torch::full({b, longest + 1}, Vocabulary::kPad, torch::kLong);
+  for (int64_t i = 0; i < b; ++i) {
+    const auto& t = words[static_cast<size_t>(i)]->target;
+    const int64_t n = static_cast<int64_t>(t.size());
+    in[i][0] = Vocabulary::kBos;
+    if (n > 0) {
+      auto ids = torch::tensor(t, torch::kLong);
+      in[i].narrow(0, 1, n).copy_(ids);
+      out[i].narrow(0, 0, n).copy_(ids);
+    }
+    out[i][n] = Vocabulary::kEos;
+  }
+  auto lp = teacher_forced_log_probs(models, src, in).gather(2, out.unsqueeze(2)).squeeze(2);
+  auto real = out.ne(Vocabulary::kPad);
+  auto mean = (lp * real).sum(1) / real.sum(1).to(torch::kFloat);
+  std::vector<double> scores;
+  for (int64_t i = 0; i < b; ++i) scores.push_back(mean[i].item<double>());
+  return scores;
+}
 
 }  // namespace
 
@@ -40,12 +73,16 @@ int run_predict_command(int argc, char** argv) {
       std::cout << kHelp;
       return exit_code::kDone;
     }
-  ToolArgs a = parse_tool_args("predict", raw, {"--checkpoint", "--ensemble", "--beam-size", "--nbest", "--batch-size"}, {});
+  ToolArgs a = parse_tool_args("predict", raw, {"--checkpoint", "--ensemble", "--beam-size", "--nbest", "--batch-size"},
+                               {"--score"});
   auto path = a.value("--checkpoint");
   if (!path) throw ConfigError("predict: --checkpoint FILE is required (see trainer predict --help)");
   const int64_t nbest = a.integer("--nbest", 0, 1);
   const int64_t beam = std::max(a.integer("--beam-size", 1, 1), nbest);
   const int64_t batch_size = a.integer("--batch-size", 256, 1);
+  const bool score = a.has("--score");
+  if (score && (a.value("--nbest") || a.value("--beam-size")))
+    throw ConfigError("predict: --score scores given pronunciations; it takes no --nbest or --beam-size");
 
   SavedModel m = load_saved_model(read_checkpoint(*path));
   Ensemble models{m.model};
@@ -59,7 +96,9 @@ int run_predict_command(int argc, char** argv) {
   std::vector<std::string> inputs = a.positional;
   if (inputs.empty())
     for (std::string line; std::getline(std::cin, line);) {
-      while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+      // A scored line may end in its tab: --nbest prints an empty pronunciation so.
+      while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back())) && !(score && line.back() == '\t'))
+        line.pop_back();
       size_t start = 0;
       while (start < line.size() && std::isspace(static_cast<unsigned char>(line[start]))) ++start;
       if (start < line.size()) inputs.push_back(line.substr(start));
@@ -67,10 +106,21 @@ int run_predict_command(int argc, char** argv) {
 
   int failed = 0;
   std::vector<Word> words;
-  for (const auto& input : inputs) {
+  for (const auto& line : inputs) {
+    std::string input = line, phones;
+    if (score) {
+      auto tab = line.find('\t');
+      if (tab == std::string::npos) {
+        std::fprintf(stderr, "trainer predict: --score: '%s': expected word<TAB>PH O N E S; skipped\n", line.c_str());
+        ++failed;
+        continue;
+      }
+      input = line.substr(0, tab);
+      phones = line.substr(tab + 1);
+    }
     std::string lower = input;
     for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    Word w{input, {}};
+    Word w{input, {}, {}, {}};
     std::string unknown;
     std::vector<std::string> symbols = graphemes_of(lower);
     for (size_t i = 0; i < symbols.size(); ++i) {
@@ -91,6 +141,24 @@ int run_predict_command(int argc, char** argv) {
       ++failed;
       continue;
     }
+    if (score) {
+      std::istringstream in(phones);
+      for (std::string ph; in >> ph;) {
+        // As the dictionary is read: stress digits dropped, upper case (ah0 -> AH).
+        while (!ph.empty() && std::isdigit(static_cast<unsigned char>(ph.back()))) ph.pop_back();
+        for (auto& c : ph) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        w.phones += (w.phones.empty() ? "" : " ") + ph;
+        int64_t id = m.phonemes.id(ph);
+        if (id < Vocabulary::kNumSpecial) unknown += (unknown.empty() ? "'" : ", '") + ph + "'";  // none so far
+        w.target.push_back(id);
+      }
+      if (!unknown.empty()) {
+        std::fprintf(stderr, "trainer predict: '%s': phoneme %s not in the model's vocabulary (%zu phonemes); skipped\n",
+                     input.c_str(), unknown.c_str(), m.phonemes.symbols().size());
+        ++failed;
+        continue;
+      }
+    }
     words.push_back(std::move(w));
   }
 
@@ -103,6 +171,15 @@ int run_predict_command(int argc, char** argv) {
       longest = std::max<int64_t>(longest, static_cast<int64_t>(words[i].source.size()));
     }
     at::Tensor src = collate_sources(sources, c10::Device(c10::kCPU));
+    if (score) {
+      std::vector<const Word*> batch;
+      for (size_t i = start; i < end; ++i) batch.push_back(&words[i]);
+      auto scores = score_targets(models, src, batch);
+      for (size_t i = start; i < end; ++i)
+        std::printf("%s\t%s\t%.4f\n", words[i].text.c_str(), words[i].phones.c_str(), scores[i - start]);
+      std::fflush(stdout);
+      continue;
+    }
     auto [seqs, scores] = beam_search(models, src, longest + 8, beam);  // the evaluator's limit
     seqs = seqs.contiguous();
     const int64_t shown = nbest > 0 ? nbest : 1;

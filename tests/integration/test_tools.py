@@ -259,6 +259,26 @@ def test_predict_words_from_arguments_stdin_beam_and_nbest(evaluated):
     assert beam.split("\t")[1].strip() == rows[0][1]
 
 
+def test_predict_scores_given_pronunciations_as_nbest_ranks_them(evaluated, stopped_and_resumed):
+    f, other = evaluated / "checkpoints" / "best.pt", stopped_and_resumed / "checkpoints" / "last.pt"
+    for ensemble in ([], ["--ensemble", other]):
+        _, nb, _ = tool("predict", "--checkpoint", f, *ensemble, "--nbest", 3, "hello", "world", check=0)
+        rows = [l.split("\t") for l in nb.splitlines()]
+        given = "".join(f"{w}\t{p}\n" for w, p, _ in rows)
+        _, scored, _ = tool("predict", "--checkpoint", f, *ensemble, "--score", stdin=given, check=0)
+        assert [l.split("\t") for l in scored.splitlines()] == rows
+    # CMUdict's spelling (stress digits, any case) scores as the model's phonemes.
+    w, p, s = rows[0]
+    _, dict_style, _ = tool("predict", "--checkpoint", f, "--score", stdin=f"{w}\t{p.lower().replace(' ', '1 ')}1\n", check=0)
+    _, plain, _ = tool("predict", "--checkpoint", f, "--score", stdin=f"{w}\t{p}\n", check=0)
+    assert dict_style == plain
+    rc, out, err = tool("predict", "--checkpoint", f, "--score", stdin="cat\tK AE T XX\nnotab\ncat\tK AE T\n")
+    assert rc == 2 and [l.split("\t")[:2] for l in out.splitlines()] == [["cat", "K AE T"]]
+    assert "'cat': phoneme 'XX' not in the model's vocabulary" in err and "'notab': expected word<TAB>PH O N E S" in err
+    rc, _, err = tool("predict", "--checkpoint", f, "--score", "--nbest", 2, "cat")
+    assert rc == 2 and "--score scores given pronunciations" in err
+
+
 def test_predict_with_an_ensemble(evaluated, stopped_and_resumed):
     f, other = evaluated / "checkpoints" / "best.pt", stopped_and_resumed / "checkpoints" / "last.pt"
     _, alone, _ = tool("predict", "--checkpoint", f, "--nbest", 2, "hello", "world", check=0)
