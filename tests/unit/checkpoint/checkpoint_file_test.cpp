@@ -9,6 +9,8 @@
 #include <random>
 #include <unistd.h>
 
+#include "../scratch_dir.h"
+
 using namespace resumable;
 
 namespace {
@@ -31,7 +33,7 @@ StateDict sample_state() {
 }
 
 std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "ckfile_" + std::to_string(::getpid()) + "_" + name;
+  return scratch_path("ckfile_" + name);
 }
 
 void write_bytes(const std::string& path, const std::string& bytes) {

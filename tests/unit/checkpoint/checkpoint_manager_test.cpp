@@ -10,6 +10,8 @@
 #include <thread>
 #include <unistd.h>
 
+#include "../scratch_dir.h"
+
 using namespace resumable;
 
 namespace {
@@ -23,9 +25,9 @@ StateDict state_at(int64_t step) {
 }
 
 std::string fresh_dir(const std::string& name) {
-  std::string d = ::testing::TempDir() + "ckman_" + std::to_string(::getpid()) + "_" + name;
-  std::string cmd = "rm -rf '" + d + "'";
-  if (std::system(cmd.c_str()) != 0) return d;
+  // Empty, even when a test before it in the same process used the name.
+  std::string d = scratch_path("ckman_" + name);
+  remove_tree(d);
   return d;
 }
 

@@ -7,12 +7,14 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "../scratch_dir.h"
+
 using namespace resumable;
 
 namespace {
 
 std::string fresh_dir(const std::string& name) {
-  return ::testing::TempDir() + "runlock_" + name + "_" + std::to_string(::getpid());
+  return scratch_path("runlock_" + name);
 }
 std::string read(const std::string& path) {
   std::ifstream in(path);

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "../scratch_dir.h"
+
 using namespace resumable;
 using json = nlohmann::json;
 
@@ -21,7 +23,7 @@ std::string error_of(const std::function<void()>& f) {
 }
 
 std::string write_temp(const std::string& name, const std::string& text) {
-  std::string path = ::testing::TempDir() + name;
+  std::string path = scratch_path(name);
   std::ofstream(path) << text;
   return path;
 }

@@ -8,6 +8,8 @@
 #include <thread>
 #include <unistd.h>
 
+#include "../scratch_dir.h"
+
 using namespace resumable;
 using namespace std::chrono_literals;
 
@@ -94,7 +96,7 @@ TEST(Deadline, FromTheCommandLine) {
 TEST(Deadline, SlurmsEndTimeIsReadAgainAndMayMove) {
   // A stand-in squeue on PATH that prints what its file says, as `scontrol update TimeLimit` would
   // change the real one's answer.
-  std::string dir = ::testing::TempDir() + "fake_squeue_" + std::to_string(::getpid());
+  std::string dir = scratch_path("fake_squeue");
   ::mkdir(dir.c_str(), 0755);
   std::ofstream(dir + "/end") << "2030-01-01T10:00:00\n";
   std::ofstream(dir + "/squeue") << "#!/bin/sh\n[ \"$2 $3\" = \"-j 4242\" ] || exit 1\ncat " << dir << "/end\n";

@@ -12,12 +12,14 @@
 #include <unistd.h>
 #include <vector>
 
+#include "../scratch_dir.h"
+
 using namespace resumable;
 
 namespace {
 
 std::string fresh_dir(const std::string& name) {
-  std::string d = ::testing::TempDir() + "atomic_" + name + "_" + std::to_string(::getpid());
+  std::string d = scratch_path("atomic_" + name);
   ::mkdir(d.c_str(), 0755);
   return d;
 }
