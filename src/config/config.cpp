@@ -82,6 +82,10 @@ std::vector<ConfigField> make_fields() {
             int_at_least(&C::ff_dim, 1)),
       field("dropout", &C::dropout, R::kTuning, "dropout probability",
             number_in(&C::dropout, 0, 1, true)),
+      field("target_order", &C::target_order, R::kArchitecture,
+            "left_to_right | right_to_left: the order the decoder produces phonemes in (words still read and "
+            "print left to right); an ensemble of both reranks each direction's hypotheses with the other",
+            one_of(&C::target_order, {"left_to_right", "right_to_left"})),
       // data
       field("data", &C::data, R::kControl, "CMUdict file", any()),
       field("val_fraction", &C::val_fraction, R::kData, "share of words held out for validation",

@@ -14,14 +14,16 @@ std::vector<int64_t> EncodedCorpus::train_lengths() const {
   return out;
 }
 
-EncodedCorpus encode_corpus(const G2PCorpus& corpus, Vocabulary graphemes, Vocabulary phonemes) {
+EncodedCorpus encode_corpus(const G2PCorpus& corpus, Vocabulary graphemes, Vocabulary phonemes, bool right_to_left) {
   EncodedCorpus out;
   out.graphemes = std::move(graphemes);
   out.phonemes = std::move(phonemes);
   out.corpus = &corpus;
   out.train.reserve(corpus.train.size());
-  for (const auto& ex : corpus.train)
+  for (const auto& ex : corpus.train) {
     out.train.push_back({out.graphemes.encode(graphemes_of(ex.word)), out.phonemes.encode(ex.phonemes)});
+    if (right_to_left) std::reverse(out.train.back().target.begin(), out.train.back().target.end());
+  }
   for (const auto& w : corpus.validation) out.validation_sources.push_back(out.graphemes.encode(graphemes_of(w.word)));
   for (const auto& w : corpus.test) out.test_sources.push_back(out.graphemes.encode(graphemes_of(w.word)));
   return out;

@@ -37,31 +37,19 @@ struct Word {
   std::vector<int64_t> target;   // and its phoneme ids
 };
 
-// The mean log-probability per phoneme (EOS included) of each word's `target`, the measure
-// beam_search() ranks by, so a scored line and an --nbest line of the same pronunciation agree.
+// Each word's `target` as beam_search() would score it (decoding.h: sequence_scores), so a scored
+// line and an --nbest line of the same pronunciation agree.
 std::vector<double> score_targets(const Ensemble& models, const at::Tensor& src, const std::vector<const Word*>& words) {
   const int64_t b = static_cast<int64_t>(words.size());
-  int64_t longest = 0;
+  int64_t longest = 1;
   for (const Word* w : words) longest = std::max<int64_t>(longest, static_cast<int64_t>(w->target.size()));
-  auto in = torch::full({b, longest + 1}, Vocabulary::kPad, torch::kLong);
-  auto out = torch::full({b, longest + 1}, Vocabulary::kPad, torch::kLong);
+  auto phonemes = torch::full({b, longest}, Vocabulary::kPad, torch::kLong);
   for (int64_t i = 0; i < b; ++i) {
     const auto& t = words[static_cast<size_t>(i)]->target;
-    const int64_t n = static_cast<int64_t>(t.size());
-    in[i][0] = Vocabulary::kBos;
-    if (n > 0) {
-      auto ids = torch::tensor(t, torch::kLong);
-      in[i].narrow(0, 1, n).copy_(ids);
-      out[i].narrow(0, 0, n).copy_(ids);
-    }
-    out[i][n] = Vocabulary::kEos;
+    if (!t.empty()) phonemes[i].narrow(0, 0, static_cast<int64_t>(t.size())).copy_(torch::tensor(t, torch::kLong));
   }
-  auto lp = teacher_forced_log_probs(models, src, in).gather(2, out.unsqueeze(2)).squeeze(2);
-  auto real = out.ne(Vocabulary::kPad);
-  auto mean = (lp * real).sum(1) / real.sum(1).to(torch::kFloat);
-  std::vector<double> scores;
-  for (int64_t i = 0; i < b; ++i) scores.push_back(mean[i].item<double>());
-  return scores;
+  auto scores = sequence_scores(models, src, phonemes).contiguous();
+  return std::vector<double>(scores.data_ptr<float>(), scores.data_ptr<float>() + b);
 }
 
 }  // namespace

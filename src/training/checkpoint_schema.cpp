@@ -181,9 +181,10 @@ void check_resume_proof(const StateReader& r, CheckpointSummary& s) {
 const std::vector<ComponentSpec>& checkpoint_components() {
   using namespace ckpt_key;
   static const std::vector<ComponentSpec> table = {
-      {kConfig, 6,
+      {kConfig, 7,
        "the full resolved config (version 2 added save_timeout_s, 3 async_save, 4 proof_batches, allow_data_drift, "
-       "deadline, deadline_margin_s, deadline_refresh_s, 5 time_budget_minutes, 6 attention)",
+       "deadline, deadline_margin_s, deadline_refresh_s, 5 time_budget_minutes, 6 attention, "
+       "7 target_order)",
        check_config},
       {kVocabulary, 1, "grapheme and phoneme symbols: what each embedding row means", check_vocabulary},
       {kData, 1, "training-set size and fingerprint: a resume on other data is refused", check_data},

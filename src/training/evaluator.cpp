@@ -50,6 +50,12 @@ std::optional<EvalResult> Evaluator::evaluate(const Ensemble& models, Split spli
   std::stable_sort(mine.begin(), mine.end(), [&](size_t a, size_t b) { return sources[a].size() < sources[b].size(); });
 
   for (G2PTransformer m : models) m->eval();
+  // Loss and token accuracy are teacher-forced, which only members that read the way the first
+  // one does can share: with both directions in the ensemble they are those members'.
+  Ensemble forced;
+  for (const auto& m : models)
+    if (reads_right_to_left(m) == reads_right_to_left(models.front())) forced.push_back(m);
+  const bool reverse = reads_right_to_left(models.front());
   torch::NoGradGuard no_grad;
   double loss_sum = 0, tokens = 0, correct = 0;
   ErrorCounts errors;
@@ -69,18 +75,21 @@ std::optional<EvalResult> Evaluator::evaluate(const Ensemble& models, Split spli
     size_t end = std::min(mine.size(), start + bs);
     // Teacher forcing against each word's first pronunciation.
     std::vector<EncodedExample> examples;
-    for (size_t k = start; k < end; ++k)
+    for (size_t k = start; k < end; ++k) {
       examples.push_back({sources[mine[k]], data_.phonemes.encode(words[mine[k]].pronunciations.front())});
+      if (reverse) std::reverse(examples.back().target.begin(), examples.back().target.end());
+    }
     std::vector<const EncodedExample*> ptrs;
     for (const auto& e : examples) ptrs.push_back(&e);
     Batch batch = collate(ptrs, std::vector<float>(ptrs.size(), 1.0f), device_);
-    TeacherForcedLoss loss = teacher_forced_loss(models, batch);
+    TeacherForcedLoss loss = teacher_forced_loss(forced, batch);
     loss_sum += loss.sum;
     tokens += static_cast<double>(loss.tokens);
     auto mask = batch.target_out.ne(Vocabulary::kPad);
     correct += loss.logits.argmax(-1).eq(batch.target_out).logical_and(mask).sum().item<double>();
 
-    // Decoding, scored against every pronunciation of the word.
+    // Decoding (in word order whatever the members' directions), scored against every
+    // pronunciation of the word.
     int64_t max_len = batch.source.size(1) + 8;
     auto decoded = beam_decode(models, batch.source, max_len, options.beam).to(at::kCPU).contiguous();
     for (size_t k = start; k < end; ++k) {

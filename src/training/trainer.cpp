@@ -165,7 +165,8 @@ void Trainer::load_data() {
   corpus_ = build_corpus(entries_, cfg_.val_fraction, cfg_.test_fraction, static_cast<size_t>(cfg_.limit_words));
   if (corpus_.train.empty() || corpus_.validation.empty())
     throw DataError(cfg_.data + ": the split left no training or validation words (check val_fraction/limit_words)");
-  data_ = encode_corpus(corpus_, grapheme_vocabulary(entries_), phoneme_vocabulary(entries_));
+  data_ = encode_corpus(corpus_, grapheme_vocabulary(entries_), phoneme_vocabulary(entries_),
+                        cfg_.target_order == "right_to_left");
   log::info("data: {} pronunciations -> train {} samples ({} words), validation {} words, test {} words ({:.1f}s)",
                entries_.size(), corpus_.train.size(), corpus_.train_words, corpus_.validation.size(),
                corpus_.test.size(), seconds_since(start));

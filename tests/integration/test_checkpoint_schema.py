@@ -44,11 +44,13 @@ def test_a_checkpoint_of_the_previous_main_verifies_and_resumes(tmp_path):
     assert "older checkpoint: config.async_save: not in this file (written before it existed), using its default true" in log
     assert "older checkpoint: train_state.fitted_epochs: not in this file (written before it existed), using its default 0" in log
     assert "older checkpoint: config.time_budget_minutes: not in this file (written before it existed), using its default 0" in log
+    assert "older checkpoint: config.target_order: not in this file (written before it existed), using its default" in log
     after = load(tmp_path / "run" / "checkpoints" / "last.pt")
     assert after["train_state"]["global_step"] == 15 and after["history"]["resumed_at_step"].tolist() == [12]
     assert torch.equal(after["history"]["train_loss"][:12], before["history"]["train_loss"])
-    assert after["component_versions"]["train_state"] == 4 and after["component_versions"]["config"] == 6
+    assert after["component_versions"]["train_state"] == 4 and after["component_versions"]["config"] == 7
     assert after["train_state"]["eval_pending"] is False and after["config"]["save_timeout_s"] == 1800.0
+    assert after["config"]["target_order"] == "left_to_right"
     rc, out = trainer("ckpt", "verify", tmp_path / "run" / "checkpoints" / "last.pt")
     assert rc == 0, out
 

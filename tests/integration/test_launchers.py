@@ -100,6 +100,48 @@ def test_eval_of_an_ensemble_averages_checkpoints_of_other_runs(tmp_path):
     assert code != 0 and f"{c}: --ensemble: its vocabularies" in out and "same dictionary" in out
 
 
+def test_a_right_to_left_model_trains_evaluates_and_reranks_with_a_left_to_right_one(tmp_path):
+    run(["--run-dir", tmp_path / "l", "--epochs", 1])
+    run(["--run-dir", tmp_path / "r", "--epochs", 1, "--target-order", "right_to_left"])
+    l, r = (str(tmp_path / d / "checkpoints" / "best.pt") for d in ("l", "r"))
+    assert load(r)["config"]["target_order"] == "right_to_left"
+    assert load(l)["config"]["target_order"] == "left_to_right"
+
+    def result(run_dir, args=()):
+        code, out = run(["--run-dir", run_dir, "--eval", "--beam-size", 2, *args])
+        return json.loads([x for x in out.splitlines() if x.startswith("{")][-1])
+
+    # Like every architecture key, the direction is named to evaluate the run (the saved config is checked).
+    r2l = ["--target-order", "right_to_left"]
+    alone_l, alone_r = result(tmp_path / "l"), result(tmp_path / "r", r2l)
+    assert alone_r["test"]["words"] == 400 and alone_r["test"]["per"] > 0  # word order: unit tests (decoding_test)
+    # Both directions: teacher-forced loss is the first member's direction's, decoding reranks.
+    both = result(tmp_path / "l", ["--ensemble", r])
+    assert both["ensemble"] == [r] and both["test"]["words"] == 400
+    assert both["test"]["loss"] == pytest.approx(alone_l["test"]["loss"], rel=1e-6)
+    other_way = result(tmp_path / "r", ["--ensemble", l, *r2l])
+    assert other_way["test"]["loss"] == pytest.approx(alone_r["test"]["loss"], rel=1e-6)
+    # Which member comes first changes the loss, not the decoding.
+    assert other_way["test"]["wer"] == both["test"]["wer"] and other_way["test"]["per"] == both["test"]["per"]
+
+    # predict: hypotheses in word order, scored the same way when given back.
+    for ensemble in ([], ["--ensemble", l]):
+        p = subprocess.run([TRAINER, "predict", "--checkpoint", r, *ensemble, "--nbest", "2", "hello", "world"],
+                           stdout=subprocess.PIPE, text=True)
+        rows = [x.split("\t") for x in p.stdout.splitlines()]
+        assert p.returncode == 0 and [x[0] for x in rows] == ["hello", "hello", "world", "world"]
+        given = "".join(f"{w}\t{ph}\n" for w, ph, _ in rows)
+        q = subprocess.run([TRAINER, "predict", "--checkpoint", r, *ensemble, "--score"], input=given,
+                           stdout=subprocess.PIPE, text=True)
+        scored = [x.split("\t") for x in q.stdout.splitlines()]
+        assert q.returncode == 0 and [x[:2] for x in scored] == [x[:2] for x in rows]
+        assert [float(x[2]) for x in scored] == pytest.approx([float(x[2]) for x in rows], abs=2e-4)
+
+    # The direction is the model's: a resume that reads the other way is refused.
+    code, out = run(["--run-dir", tmp_path / "r", "--epochs", 2], check=False)
+    assert code != 0 and 'target_order: saved "right_to_left", given "left_to_right"' in out
+
+
 def test_two_ranks_train_like_one_on_the_whole_batch(tmp_path):
     # The reducer's average over ranks of per-rank gradients (each normalized by the global token
     # count) is the gradient of the whole global batch: without dropout, 2 ranks must follow the

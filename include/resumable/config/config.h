@@ -24,6 +24,7 @@ struct TrainConfig {
   int64_t decoder_layers = 2;    // Transformer decoder blocks
   int64_t ff_dim = 512;          // hidden width of each feed-forward block
   double dropout = 0.1;          // dropout probability in attention, FFN and embeddings
+  std::string target_order = "left_to_right";  // or right_to_left: the order the decoder reads phonemes in
 
   // --- data
   std::string data = "data/cmudict.dict";  // CMUdict file (scripts/setup links Debian's copy)

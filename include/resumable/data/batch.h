@@ -30,7 +30,9 @@ struct EncodedCorpus {
   static int64_t target_tokens(const EncodedExample& e) { return static_cast<int64_t>(e.target.size()) + 1; }
 };
 
-EncodedCorpus encode_corpus(const G2PCorpus& corpus, Vocabulary graphemes, Vocabulary phonemes);
+// With `right_to_left`, training targets hold each pronunciation last phoneme first.
+EncodedCorpus encode_corpus(const G2PCorpus& corpus, Vocabulary graphemes, Vocabulary phonemes,
+                            bool right_to_left = false);
 
 struct Batch {
   at::Tensor source;      // [B,S] int64, padded with kPad

@@ -30,6 +30,7 @@ struct ModelOptions {
   int64_t decoder_layers = 2;
   int64_t ff_dim = 512;
   double dropout = 0.1;
+  bool right_to_left = false;  // the phonemes are read (trained and decoded) last to first
 };
 
 // The architecture a config describes, for vocabularies of the given sizes.

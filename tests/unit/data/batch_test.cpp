@@ -33,3 +33,21 @@ TEST(Collate, SourcesForDecoding) {
   auto t = collate_sources({&a, &b}, torch::kCPU);
   EXPECT_TRUE(torch::equal(t, torch::tensor({{4, 5}, {6, 0}}, torch::kLong)));
 }
+
+TEST(EncodeCorpus, RightToLeftTrainsOnEachPronunciationLastPhonemeFirst) {
+  std::vector<Pronunciation> entries;
+  for (int i = 0; i < 200; ++i) entries.push_back({"w" + std::to_string(i), {"K", "AE", "T", i % 2 ? "S" : "Z"}});
+  G2PCorpus corpus = build_corpus(entries, 0.1, 0.1);
+  Vocabulary g = grapheme_vocabulary(entries), p = phoneme_vocabulary(entries);
+  EncodedCorpus forward = encode_corpus(corpus, g, p), backward = encode_corpus(corpus, g, p, /*right_to_left=*/true);
+  ASSERT_EQ(forward.train.size(), corpus.train.size());
+  ASSERT_EQ(backward.train.size(), corpus.train.size());
+  for (size_t i = 0; i < corpus.train.size(); ++i) {
+    EXPECT_EQ(forward.train[i].target, p.encode(corpus.train[i].phonemes));
+    std::vector<int64_t> reversed(forward.train[i].target.rbegin(), forward.train[i].target.rend());
+    EXPECT_EQ(backward.train[i].target, reversed);
+    EXPECT_EQ(backward.train[i].source, forward.train[i].source);  // words still read left to right
+  }
+  // Validation and test keep only sources: their references stay in word order.
+  EXPECT_EQ(backward.validation_sources, forward.validation_sources);
+}
