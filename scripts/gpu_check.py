@@ -35,9 +35,10 @@ def say(text):
 
 
 class Runner:
-    def __init__(self, trainer, python, device, dry, seconds, quality_flags=()):
+    def __init__(self, trainer, python, device, dry, seconds, quality_flags=(), both_directions=True):
         self.trainer = os.path.abspath(trainer)
         self.quality_flags = list(quality_flags)  # trainer flags added to check 7's config
+        self.both_directions = both_directions  # an ensemble's every second member reads right to left
         self.python = python
         self.device = device
         self.dry = dry
@@ -233,10 +234,17 @@ def bench(r):
 # time by the trainer itself, --time-budget-minutes), then the test split greedy and with beam search.
 # With --ensemble K, K models (seeds 1234, 1235, ...) train at once on the one GPU within the same
 # 5 minutes, and the test split is decoded by all of them together (trainer --eval --ensemble).
+# Every second member reads the phonemes right to left (target_order), so the two directions
+# rerank each other's hypotheses (decoding.h), unless --same-direction.
 
 # gpu.json alone: its batches of 4,096 kept an H100 58% busy (at 2,048 an H200 was 35% busy), so a
 # second recipe beside it on the one GPU slows it down; an ensemble's members share the GPU's time.
 QUALITY_DIR = f"{WORK}/q"
+
+
+def member_flags(r, i):
+    """The flags that make member i what it is: every second one reads right to left."""
+    return ["--target-order", "right_to_left"] if r.both_directions and i % 2 == 1 else []
 
 
 def member_dir(i):
@@ -280,7 +288,7 @@ def quality_train(r, config, budget_minutes, cap_seconds, profiled, members):
     started = time.monotonic()
     for i in range(members):
         argv = [r.trainer, "--config", config, "--run-dir", member_dir(i),
-                "--time-budget-minutes", f"{budget_minutes:.3f}", *r.quality_args()]
+                "--time-budget-minutes", f"{budget_minutes:.3f}", *r.quality_args(), *member_flags(r, i)]
         if members > 1:
             argv += ["--seed", str(1234 + i), "--threads", str(threads)]
         env = dict(os.environ)
@@ -335,9 +343,9 @@ def training_summary(i):
     return f"{step} steps, {epochs} epoch(s){fitted}, {rate:.0f} samples/s{attention}{best}"
 
 
-def evaluate_test_split(r, config, name, beam, run_dir, ensemble=()):
+def evaluate_test_split(r, config, name, beam, run_dir, ensemble=(), flags=()):
     """The test split of a run's best checkpoint (with others as an ensemble): (exit, match)."""
-    argv = ["--config", config, "--run-dir", run_dir, "--eval", "--beam-size", beam, *r.quality_args()]
+    argv = ["--config", config, "--run-dir", run_dir, "--eval", "--beam-size", beam, *r.quality_args(), *flags]
     if ensemble:
         argv += ["--ensemble", ",".join(ensemble)]
     erc, eout, _ = r.run(name, argv, timeout=180)
@@ -354,10 +362,10 @@ def quality_report(r, config, members, rcs, minutes, stopped):
     beam 5), all at once; returns (ok, met, text)."""
     others = [best_checkpoint(member_dir(i)) for i in range(1, members)]
     label = "test" if members == 1 else "ensemble test"
-    jobs = [(label, f"7-test-beam{beam}", beam, QUALITY_DIR, others) for beam in (1, 5)]
+    jobs = [(label, f"7-test-beam{beam}", beam, QUALITY_DIR, others, ()) for beam in (1, 5)]
     if members > 1:
-        jobs += [(f"member {i + 1} alone, test", f"7-test-member{i + 1}-beam5", 5, member_dir(i), ())
-                 for i in range(members)]
+        jobs += [(f"member {i + 1} alone, test", f"7-test-member{i + 1}-beam5", 5, member_dir(i), (),
+                  member_flags(r, i)) for i in range(members)]
     with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
         evals = list(pool.map(lambda job: evaluate_test_split(r, config, *job[1:]), jobs))
     what = "" if members == 1 else f" (ensemble of {members} trained at once)"
@@ -366,9 +374,10 @@ def quality_report(r, config, members, rcs, minutes, stopped):
     if members == 1:
         text[0] = text[0].replace(": in", f": {training_summary(0)}, in", 1)
     else:
-        text += [f"member {i + 1}: {training_summary(i)}" for i in range(members)]
+        text += [f"member {i + 1}{' (right to left)' if member_flags(r, i) else ''}: {training_summary(i)}"
+                 for i in range(members)]
     ok = all(rc in (0, 75) for rc in rcs)
-    for (who, _, beam, _, _), (erc, m) in zip(jobs, evals):
+    for (who, _, beam, _, _, _), (erc, m) in zip(jobs, evals):
         if m:
             text.append(f"{who} beam {beam}: WER {m.group(1)}%, PER {m.group(2)}% on {m.group(3)} words ({m.group(5)}s)")
         else:
@@ -470,6 +479,8 @@ def main():
     p.add_argument("--quality-flags", default="", help="trainer flags added to check 7's config, as one string")
     p.add_argument("--ensemble", type=int, default=1, help="check 7 trains this many models at once and decodes "
                    "with all of them")
+    p.add_argument("--same-direction", action="store_true", help="with --ensemble: every member reads left to "
+                   "right (by default every second one reads right to left)")
     p.add_argument("--build-status", help="the file a build beside checks 1-5 writes 'RC SECONDS' to")
     p.add_argument("--build-pid", type=int, help="that build's process group")
     p.add_argument("--built", default="build-gpu/trainer", help="the trainer that build makes")
@@ -479,7 +490,7 @@ def main():
     if a.cpu_dry_run:  # attention auto times its kernels on the CPU too, as it does on a GPU
         os.environ["RESUMABLE_TEST_TIME_ATTENTION"] = "1"
     r = Runner(a.trainer, a.python, "cpu" if a.cpu_dry_run else "cuda", a.cpu_dry_run, a.seconds,
-               shlex.split(a.quality_flags))
+               shlex.split(a.quality_flags), not a.same_direction)
     results = {}
 
     def record(n, name, fn, *args):
