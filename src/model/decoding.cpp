@@ -140,10 +140,9 @@ std::pair<torch::Tensor, torch::Tensor> rerank_both_directions(const std::vector
   for (auto& f : found) f = pad_columns(f, width).view({b, k, width});
   const int64_t c = k * static_cast<int64_t>(groups.size());
   auto candidates = torch::cat(found, 1);  // [B,C,W]: word w's candidates in row w
-  auto scores = sequence_scores(groups.front(), source.repeat_interleave(c, 0), candidates.view({b * c, width}));
-  for (size_t i = 1; i < groups.size(); ++i)
-    scores = scores + sequence_scores(groups[i], source.repeat_interleave(c, 0), candidates.view({b * c, width}));
-  scores = (scores / static_cast<double>(groups.size())).view({b, c});
+  Ensemble all;
+  for (const auto& g : groups) all.insert(all.end(), g.begin(), g.end());
+  auto scores = sequence_scores(all, source.repeat_interleave(c, 0), candidates.view({b * c, width})).view({b, c});
   // A candidate both directions found counts once: later copies drop to the bottom.
   auto same = candidates.unsqueeze(2).eq(candidates.unsqueeze(1)).all(-1);  // [B,C,C]
   auto earlier = torch::ones({c, c}, same.options()).tril(-1);             // [i][j]: j < i
