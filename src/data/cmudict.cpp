@@ -49,13 +49,12 @@ std::vector<Pronunciation> parse_cmudict(std::istream& in, const std::string& or
     p.word = word;
     std::string ph;
     while (fields >> ph) {
-      // Stress digits are dropped (AH0 -> AH), the convention of the published G2P results.
-      while (!ph.empty() && std::isdigit(static_cast<unsigned char>(ph.back()))) ph.pop_back();
-      if (ph.empty()) fail("expected an ARPAbet phoneme, got a bare number");
-      for (char c : ph)
-        if (!std::isalpha(static_cast<unsigned char>(c))) fail("expected ARPAbet phonemes (letters), got '" + ph + "'");
-      for (char& c : ph) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      p.phonemes.push_back(ph);
+      // Checked before upper case, so an error quotes the phoneme as the file spells it.
+      const std::string spelled = ph.substr(0, ph.find_last_not_of("0123456789") + 1);
+      if (spelled.empty()) fail("expected an ARPAbet phoneme, got a bare number");
+      for (char c : spelled)
+        if (!std::isalpha(static_cast<unsigned char>(c))) fail("expected ARPAbet phonemes (letters), got '" + spelled + "'");
+      p.phonemes.push_back(stress_free_phoneme(ph));
     }
     if (p.phonemes.empty()) fail("expected 'word PH ON EMES', found no phonemes");
     out.push_back(std::move(p));
@@ -70,6 +69,12 @@ std::vector<Pronunciation> load_cmudict(const std::string& path) {
   auto entries = parse_cmudict(in, path);
   if (entries.empty()) throw DataError(path + ": no pronunciations found (expected CMUdict lines 'word PH ON EMES')");
   return entries;
+}
+
+std::string stress_free_phoneme(std::string phoneme) {
+  while (!phoneme.empty() && std::isdigit(static_cast<unsigned char>(phoneme.back()))) phoneme.pop_back();
+  for (char& c : phoneme) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return phoneme;
 }
 
 Split split_of(const std::string& word, double val_fraction, double test_fraction) {

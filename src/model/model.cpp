@@ -21,7 +21,7 @@ ModelOptions model_options(const TrainConfig& cfg, int64_t source_vocab, int64_t
   o.decoder_layers = cfg.decoder_layers;
   o.ff_dim = cfg.ff_dim;
   o.dropout = cfg.dropout;
-  o.right_to_left = cfg.target_order == "right_to_left";
+  o.right_to_left = targets_right_to_left(cfg);
   return o;
 }
 

@@ -88,7 +88,7 @@ int ckpt_export(const std::vector<std::string>& raw) {
        {{"model", "pre-norm Transformer encoder-decoder"}, {"source_vocab", o.source_vocab}, {"target_vocab", o.target_vocab},
         {"d_model", o.d_model}, {"heads", o.heads}, {"encoder_layers", o.encoder_layers},
         {"decoder_layers", o.decoder_layers}, {"ff_dim", o.ff_dim},
-        {"target_order", o.right_to_left ? "right_to_left" : "left_to_right"}}},
+        {"target_order", cfg.target_order}}},
       {"source", {{"checkpoint", ck.path}, {"checksum", ck.checksum}, {"step", s.global_step}, {"epoch", s.epoch},
                   {"trainer_version", s.trainer_version}}},
   };

@@ -131,13 +131,12 @@ int run_predict_command(int argc, char** argv) {
     }
     if (score) {
       std::istringstream in(phones);
-      for (std::string ph; in >> ph;) {
-        // As the dictionary is read: stress digits dropped, upper case (ah0 -> AH).
-        while (!ph.empty() && std::isdigit(static_cast<unsigned char>(ph.back()))) ph.pop_back();
-        for (auto& c : ph) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      for (std::string given; in >> given;) {
+        const std::string ph = stress_free_phoneme(given);  // as the dictionary is read
         w.phones += (w.phones.empty() ? "" : " ") + ph;
         int64_t id = m.phonemes.id(ph);
-        if (id < Vocabulary::kNumSpecial) unknown += (unknown.empty() ? "'" : ", '") + ph + "'";  // none so far
+        // `unknown` is still empty here: a word with an unknown character was skipped above.
+        if (id < Vocabulary::kNumSpecial) unknown += (unknown.empty() ? "'" : ", '") + ph + "'";
         w.target.push_back(id);
       }
       if (!unknown.empty()) {

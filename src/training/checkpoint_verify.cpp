@@ -65,7 +65,7 @@ DeepVerification deep_verify_checkpoint(const LoadedCheckpoint& ck, const std::s
   if (fingerprint != saved_fingerprint)
     throw CheckpointError(ck.path + ": deep verify: " + out.data + " is not the data this run trained on (fingerprint " +
                           fingerprint + ", saved " + saved_fingerprint + ")");
-  EncodedCorpus data = encode_corpus(corpus, m.graphemes, m.phonemes, m.config.target_order == "right_to_left");
+  EncodedCorpus data = encode_corpus(corpus, m.graphemes, m.phonemes, targets_right_to_left(m.config));
   out.recorded = true;
   out.recorded_loss = proof.probe_loss;
   out.recorded_on = proof.probe_device;

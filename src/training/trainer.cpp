@@ -166,7 +166,7 @@ void Trainer::load_data() {
   if (corpus_.train.empty() || corpus_.validation.empty())
     throw DataError(cfg_.data + ": the split left no training or validation words (check val_fraction/limit_words)");
   data_ = encode_corpus(corpus_, grapheme_vocabulary(entries_), phoneme_vocabulary(entries_),
-                        cfg_.target_order == "right_to_left");
+                        targets_right_to_left(cfg_));
   log::info("data: {} pronunciations -> train {} samples ({} words), validation {} words, test {} words ({:.1f}s)",
                entries_.size(), corpus_.train.size(), corpus_.train_words, corpus_.validation.size(),
                corpus_.test.size(), seconds_since(start));

@@ -131,6 +131,8 @@ void set_field_from_string(TrainConfig& cfg, const std::string& name, const std:
                            const std::string& origin);
 // Checks every field's range and the cross-field rules; throws ConfigError on the first problem.
 void validate(const TrainConfig& cfg, const std::string& origin);
+// target_order says the decoder reads phonemes last to first.
+inline bool targets_right_to_left(const TrainConfig& cfg) { return cfg.target_order == "right_to_left"; }
 
 nlohmann::json config_to_json(const TrainConfig& cfg);
 // JSON text of one field's value.

@@ -15,6 +15,9 @@ struct Pronunciation {
   std::vector<std::string> phonemes;  // ARPAbet without stress digits: AH0 -> AH
 };
 
+// A phoneme as the published G2P results spell it: stress digits dropped, upper case (ah0 -> AH).
+std::string stress_free_phoneme(std::string phoneme);
+
 // Lines are `word PH ON EMES`, alternates `word(2) ...`; `;;;` lines and `# ...` tails are
 // comments, blank lines are skipped. A malformed line throws DataError "origin:LINE: problem".
 std::vector<Pronunciation> parse_cmudict(std::istream& in, const std::string& origin);
