@@ -103,11 +103,15 @@ std::vector<Ensemble> by_direction(const Ensemble& models) {
   return groups;
 }
 
-// Each row's phonemes (what comes before its first EOS or padding) in reverse order, the rest
-// left as it is: a right-to-left model's sequences in word order, and back.
+// [N,L] ids -> [N,L] bool: the row's phonemes, what comes before its first EOS or padding.
+torch::Tensor phoneme_positions(const torch::Tensor& ids) {
+  return ids.eq(Vocabulary::kEos).logical_or(ids.eq(Vocabulary::kPad)).cumsum(1).eq(0);
+}
+
+// Each row's phonemes in reverse order, the rest left as it is: a right-to-left model's sequences
+// in word order, and back.
 torch::Tensor reverse_phonemes(const torch::Tensor& ids) {
-  auto ended = ids.eq(Vocabulary::kEos).logical_or(ids.eq(Vocabulary::kPad)).cumsum(1).gt(0);
-  auto length = ended.logical_not().sum(1, /*keepdim=*/true);
+  auto length = phoneme_positions(ids).sum(1, /*keepdim=*/true);
   auto t = torch::arange(ids.size(1), ids.options()).unsqueeze(0);
   return ids.gather(1, torch::where(t.lt(length), length - 1 - t, t));
 }
@@ -175,8 +179,7 @@ std::pair<torch::Tensor, torch::Tensor> beam_search(const Ensemble& models, cons
   auto groups = by_direction(models);
   if (groups.size() > 1) return rerank_both_directions(groups, source, max_len, beam);
   auto [seqs, scores] = beam_one_direction(groups[0], source, max_len, beam);
-  if (!reads_right_to_left(groups[0].front())) return {seqs, scores};
-  return {reverse_phonemes(seqs.reshape({-1, seqs.size(2)})).view(seqs.sizes()), scores};
+  return {in_word_order(groups[0], seqs.reshape({-1, seqs.size(2)})).view(seqs.sizes()), scores};
 }
 
 torch::Tensor teacher_forced_log_probs(const Ensemble& models, const torch::Tensor& source,
@@ -193,7 +196,7 @@ torch::Tensor sequence_scores(const Ensemble& models, const torch::Tensor& sourc
   auto groups = by_direction(models);
   for (const auto& g : groups) {
     auto ids = in_word_order(g, phonemes);  // reversing is its own inverse: the group's order
-    auto real = ids.eq(Vocabulary::kEos).logical_or(ids.eq(Vocabulary::kPad)).cumsum(1).eq(0);
+    auto real = phoneme_positions(ids);
     ids = ids.masked_fill(real.logical_not(), Vocabulary::kPad);
     auto length = real.sum(1, /*keepdim=*/true);
     auto column = [&](int64_t id) { return torch::full({ids.size(0), 1}, id, ids.options()); };
