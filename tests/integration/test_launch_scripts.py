@@ -73,7 +73,7 @@ def test_restart_wrapper_resumes_after_crashes(tmp_path):
          "--run-dir", str(tmp_path), "--save-every-steps", "10", "--epochs", "3"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         # mpirun lingers for its sigkill timeout after a rank dies: keep that short here.
-        env=dict(os.environ, RESTART_DELAY_S="0.5", SIGKILL_TIMEOUT_S="5"))
+        env=dict(os.environ, RESTART_DELAY_S="0.5", SIGKILL_TIMEOUT_S="2"))
     crashes = 0
     log = ""
     for _ in range(2):
