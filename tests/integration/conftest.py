@@ -13,11 +13,13 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAINER = os.environ.get("TRAINER", str(ROOT / "build" / "trainer"))
 TINY = str(ROOT / "configs" / "tiny.json")
 VENV_BIN = ROOT / ".venv" / "bin"
-# The sigkill timeout is how long ranks get to save after mpirun forwards a SIGTERM (a tiny save takes
-# 0.01 s); mpirun also waits about twice that before it exits once a rank returned non-zero (75 too),
-# even when every rank has already exited: 19 s with 10, 4 s with 2. The tests stop mpirun with
-# SIGUSR1, which it passes on as it is, so no save here waits on this timeout.
-MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--mca", "odls_base_sigkill_timeout", "2"]
+# mpirun's sigkill timeout, here and for the launch scripts (their SIGKILL_TIMEOUT_S). It is how long
+# ranks get to save after mpirun forwards a SIGTERM (a tiny save takes 0.01 s); mpirun also waits about
+# twice that before it exits once a rank returned non-zero (75 too), even when every rank has already
+# exited: 19 s with 10, 4 s with 2. The tests stop mpirun with SIGUSR1, which it passes on as it is,
+# so no save here waits on this timeout.
+SIGKILL_TIMEOUT_S = "2"
+MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--mca", "odls_base_sigkill_timeout", SIGKILL_TIMEOUT_S]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

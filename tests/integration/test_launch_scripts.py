@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, TRAINER, kill_session, load, wait_for_line
+from conftest import ROOT, SIGKILL_TIMEOUT_S, TINY, TRAINER, kill_session, load, wait_for_line
 
 LAUNCH = Path(os.environ.get("RESUMABLE_LAUNCH_DIR", ROOT / "launch"))
 # Trainer flags for a run that only ends when it is stopped.
@@ -72,8 +72,7 @@ def test_restart_wrapper_resumes_after_crashes(tmp_path):
         [str(LAUNCH / "run-with-restarts.sh"), "5", str(LAUNCH / "mpirun-1node.sh"), "2", "--config", TINY,
          "--run-dir", str(tmp_path), "--save-every-steps", "10", "--epochs", "3"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        # mpirun lingers for its sigkill timeout after a rank dies: keep that short here.
-        env=dict(os.environ, RESTART_DELAY_S="0.5", SIGKILL_TIMEOUT_S="2"))
+        env=dict(os.environ, RESTART_DELAY_S="0.5", SIGKILL_TIMEOUT_S=SIGKILL_TIMEOUT_S))
     crashes = 0
     log = ""
     for _ in range(2):
@@ -177,8 +176,7 @@ def test_one_ctrl_c_at_a_terminal_saves_and_exits_75(tmp_path, case):
     (tmp_path / "hosts").write_text("localhost slots=2\n")
     prefix = [str(a).format(hostfile=tmp_path / "hosts", port=free_port()) for a in prefix]
     run_dir = tmp_path / "run"
-    # mpirun waits twice its sigkill timeout after a rank exits non-zero (75 too): keep that short.
-    term = Terminal(prefix + ENDLESS + ["--run-dir", run_dir], env=dict(os.environ, SIGKILL_TIMEOUT_S="2"))
+    term = Terminal(prefix + ENDLESS + ["--run-dir", run_dir], env=dict(os.environ, SIGKILL_TIMEOUT_S=SIGKILL_TIMEOUT_S))
     try:
         term.wait_for("step 20/")
         # The scripts must not leave SIGINT ignored (a trainer that keeps an ignored signal ignored
