@@ -18,6 +18,7 @@
 #include "resumable/tools/ckpt_command.h"
 #include "resumable/tools/predict_command.h"
 #include "resumable/config/cli.h"
+#include "resumable/util/cpu_kernels.h"
 #include "resumable/distributed/distributed.h"
 #include "resumable/util/errors.h"
 #include "resumable/distributed/launch_env.h"
@@ -62,13 +63,6 @@ void write_exit_file(const LaunchEnv& env, int code) {
   std::ofstream(path) << code << "\n";
 }
 
-// ATen picks its CPU kernels once, at the first tensor operation, from ATEN_CPU_CAPABILITY; on some
-// AVX-512 CPUs (AMD Zen 4) it defaults to AVX2, which makes bf16 slow. An explicit environment
-// variable wins over the config.
-void set_cpu_kernels(const TrainConfig& cfg) {
-  if (cfg.cpu_kernels != "auto") ::setenv("ATEN_CPU_CAPABILITY", cfg.cpu_kernels.c_str(), /*overwrite=*/0);
-}
-
 void set_threads(const TrainConfig& cfg, const LaunchEnv& env) {
   int cores = static_cast<int>(std::thread::hardware_concurrency());
   int threads = cfg.threads > 0 ? static_cast<int>(cfg.threads) : std::max(1, cores / std::max(1, env.local_world_size));
@@ -93,6 +87,8 @@ void enter_debug_mode(const TrainConfig& cfg, const LaunchEnv& env) {
 }
 
 int run(int argc, char** argv) {
+  const bool tool = argc > 1 && (std::string(argv[1]) == "ckpt" || std::string(argv[1]) == "predict");
+  if (tool) apply_cpu_kernels("auto");  // they run tensor code too: a bad ATEN_CPU_CAPABILITY is refused
   if (argc > 1 && std::string(argv[1]) == "ckpt") return run_ckpt_command(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "predict") return run_predict_command(argc - 1, argv + 1);
   CliArgs cli = parse_cli(argc, argv);
@@ -113,7 +109,7 @@ int run(int argc, char** argv) {
   LaunchEnv env = detect_launch_env(process_env());
   init_logging(env.rank, env.world_size);
   if (cli.debug) enter_debug_mode(cfg, env);
-  set_cpu_kernels(cfg);
+  const CpuKernelChoice kernels = apply_cpu_kernels(cfg.cpu_kernels);
   set_threads(cfg, env);
 
   DistributedOptions options;
@@ -122,10 +118,11 @@ int run(int argc, char** argv) {
   options.nccl = device.is_cuda();
   options.cuda_device = device.is_cuda() ? device.index() : 0;
   auto dist = Distributed::connect(env, options);
-  log::info("joined {} rank(s) via {} (local rank {}/{}) on {}, {} thread(s) per rank; process group {}, "
-            "collective timeout {:g}s",
-            env.world_size, launcher_name(env.launcher), env.local_rank, env.local_world_size, device.str(),
-            at::get_num_threads(), options.nccl ? "gloo (CPU) + NCCL (CUDA)" : "gloo", cfg.timeout_s);
+  log::info("joined {} rank(s) via {} (local rank {}/{}) on {}, {} thread(s) per rank, CPU kernels {}; process "
+            "group {}, collective timeout {:g}s",
+            env.world_size, launcher_name(env.launcher), env.local_rank, env.local_world_size,
+            device.is_cuda() ? describe_cuda_device(env, device.index()) : device.str(), at::get_num_threads(),
+            kernels.reason, options.nccl ? "gloo (CPU) + NCCL (CUDA)" : "gloo", cfg.timeout_s);
 
   Trainer trainer(plan_run(cfg, cli, *dist), env, *dist);
   stop_signals_become_requests();  // the loop and the evaluator poll them from here on

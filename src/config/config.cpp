@@ -147,8 +147,9 @@ std::vector<ConfigField> make_fields() {
       field("threads", &C::threads, R::kControl, "threads per rank (0 = cores / local ranks)",
             int_at_least(&C::threads, 0)),
       field("cpu_kernels", &C::cpu_kernels, R::kControl,
-            "CPU kernel set: auto | avx2 | avx512 (bf16 on AVX-512 CPUs is much faster with avx512)",
-            one_of(&C::cpu_kernels, {"auto", "avx2", "avx512"})),
+            "ATen's CPU kernel set: auto (the best this CPU runs) | default | avx2 | avx512; a set the CPU "
+            "lacks is refused at start",
+            one_of(&C::cpu_kernels, {"auto", "default", "avx2", "avx512"})),
       field("timeout_s", &C::timeout_s, R::kControl, "collective timeout in seconds",
             number_in(&C::timeout_s, 1, 86400, false)),
       field("save_timeout_s", &C::save_timeout_s, R::kControl,

@@ -62,7 +62,7 @@ struct TrainConfig {
   std::string amp = "none";      // none | bf16 | fp16 (fp16 uses the dynamic loss scaler) | auto
   std::string attention = "auto";  // fused | math | auto (model/attention_kernel.h)
   int64_t threads = 0;           // intra-op threads per rank; 0 = cores / ranks on this node
-  std::string cpu_kernels = "auto";  // auto | avx2 | avx512: ATen's CPU kernel set (ATEN_CPU_CAPABILITY)
+  std::string cpu_kernels = "auto";  // auto | default | avx2 | avx512: ATen's CPU kernel set (cpu_kernels.h)
   double timeout_s = 600;        // collective and rendezvous timeout: a dead peer fails, never hangs
   bool async_save = true;  // rank 0 writes periodic checkpoints on a background thread
   double save_timeout_s = 1800;  // longest the other ranks wait for rank 0 to save a checkpoint (0 = no limit)
