@@ -112,17 +112,39 @@ LaunchEnv detect_launch_env(const EnvMap& env) {
     check_rank(e, "SLURM_PROCID", "SLURM_NTASKS");
   }
   if (e.local_rank >= e.local_world_size) e.local_world_size = e.local_rank + 1;
+  if (const std::string* g = find(env, "SLURM_GPUS_PER_TASK")) {
+    // "2", or with a type: "a100:2".
+    std::string count = g->substr(g->rfind(':') == std::string::npos ? 0 : g->rfind(':') + 1);
+    e.gpus_per_task = parse_int({{"SLURM_GPUS_PER_TASK", count}}, "SLURM_GPUS_PER_TASK", 0);
+  }
+  if (find(env, "CUDA_VISIBLE_DEVICES")) e.visible_devices = *find(env, "CUDA_VISIBLE_DEVICES");
   return e;
 }
 
 int cuda_device_index(const LaunchEnv& env, int device_count) {
   if (device_count <= 0) throw std::runtime_error("no CUDA device is visible (check CUDA_VISIBLE_DEVICES, or use --device cpu)");
-  if (env.local_world_size > device_count)
-    throw std::runtime_error(std::to_string(env.local_world_size) + " ranks on this node but " +
-                             std::to_string(device_count) +
-                             " visible CUDA device(s): NCCL needs a GPU per rank (start one rank per GPU, or use "
-                             "--device cpu)");
-  return env.local_rank;
+  if (device_count == 1) return 0;
+  if (env.local_world_size <= device_count) return env.local_rank;
+  if (env.gpus_per_task > 0 && device_count == env.gpus_per_task) return 0;
+  throw std::runtime_error(std::to_string(env.local_world_size) + " ranks on this node but " +
+                           std::to_string(device_count) +
+                           " visible CUDA device(s): NCCL needs a GPU per rank (start one rank per GPU, or use "
+                           "--device cpu)");
+}
+
+std::string describe_cuda_device(const LaunchEnv& env, int index) {
+  std::string name = "cuda:" + std::to_string(index);
+  if (env.visible_devices.empty()) return name;
+  // The index-th entry of the comma-separated list is the device CUDA numbers `index` here.
+  size_t begin = 0;
+  for (int i = 0; i < index && begin != std::string::npos; ++i) {
+    begin = env.visible_devices.find(',', begin);
+    if (begin != std::string::npos) ++begin;
+  }
+  if (begin == std::string::npos) return name;
+  size_t end = env.visible_devices.find(',', begin);
+  return name + " (CUDA_VISIBLE_DEVICES=" + env.visible_devices + ": device " +
+         env.visible_devices.substr(begin, end == std::string::npos ? std::string::npos : end - begin) + ")";
 }
 
 std::string host_name() {

@@ -249,12 +249,46 @@ def slurm(tmp_path_factory):
     if shutil.which("slurmctld") is None or shutil.which("sbatch") is None:
         pytest.skip("slurm-wlm is not installed (scripts/setup installs it)")
     d = tmp_path_factory.mktemp("slurm")
-    start = subprocess.run([str(ROOT / "scripts" / "slurm-local"), "start", str(d)], stdout=subprocess.PIPE,
+    # Two stand-in GPUs (GRES on device files): the GPU requests of the batch script can be checked.
+    start = subprocess.run([str(ROOT / "scripts" / "slurm-local"), "start", str(d), "2"], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=120)
     assert start.returncode == 0, start.stdout
     conf = start.stdout.strip().split("=", 1)[1]
     yield dict(os.environ, SLURM_CONF=conf)
     subprocess.run([str(ROOT / "scripts" / "slurm-local"), "stop", str(d)], timeout=120)
+
+
+@pytest.mark.parametrize("request_gpus", ["--gpus-per-task=1", "--gpus-per-node=2", "--gres=gpu:2"])
+def test_slurm_gpu_requests_show_each_task_the_devices_the_trainer_expects(tmp_path, slurm, request_gpus):
+    """What launch/slurm.sbatch's tasks see under each way of asking for GPUs, on a node with two
+    stand-in GPUs; cuda_device_index() (tests/unit/distributed/launch_env_test.cpp) maps exactly
+    these environments to a device. Per task: each sees one GPU of its own (device 0 to it). Per node
+    or GRES: each sees both, and takes its local rank among them."""
+    dump = tmp_path / "dump.sh"
+    dump.write_text('#!/bin/sh\necho "task=$SLURM_LOCALID gpus_per_task=${SLURM_GPUS_PER_TASK-unset} '
+                    'visible=${CUDA_VISIBLE_DEVICES-unset}"\n')
+    dump.chmod(0o755)
+    out = tmp_path / "job.out"
+    # The script's default is one GPU per task; another request replaces it with --gpus-per-task=0.
+    extra = [request_gpus] if "per-task" in request_gpus else ["--gpus-per-task=0", request_gpus]
+    submit = subprocess.run(["sbatch", "--parsable", "--ntasks-per-node=2", "--cpus-per-task=1", *extra, "--time=5",
+                             f"--output={out}", f"--chdir={tmp_path}", str(LAUNCH / "slurm.sbatch")],
+                            env=dict(slurm, TRAINER=str(dump)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, timeout=60)
+    assert submit.returncode == 0, submit.stdout
+    deadline = time.time() + 120
+    while time.time() < deadline and "[slurm] trainer exited" not in (out.read_text() if out.exists() else ""):
+        time.sleep(0.5)
+    log = out.read_text()
+    tasks = dict(re.findall(r"task=(\d) (gpus_per_task=\S+ visible=\S+)", log))
+    assert sorted(tasks) == ["0", "1"], log
+    seen = {t: line.split("visible=")[1] for t, line in tasks.items()}
+    if "per-task" in request_gpus:
+        assert all("gpus_per_task=1" in line for line in tasks.values()), log
+        assert all(len(v.split(",")) == 1 for v in seen.values()) and seen["0"] != seen["1"], log
+    else:
+        assert all("gpus_per_task=unset" in line for line in tasks.values()), log
+        assert all(len(v.split(",")) == 2 for v in seen.values()), log
 
 
 def test_slurm_preemption_saves_requeues_and_resumes(tmp_path, slurm):

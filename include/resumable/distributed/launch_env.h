@@ -21,6 +21,8 @@ struct LaunchEnv {
   bool agent_store = false; // torchrun's agent already serves the TCPStore: every rank is a client
   int restart_count = 0;    // torchrun attempt / Slurm requeue count
   std::string error_file;   // TORCHELASTIC_ERROR_FILE: where torchrun wants a failing worker's error
+  int gpus_per_task = 0;    // SLURM_GPUS_PER_TASK (0: not set): Slurm shows each task only its own GPUs
+  std::string visible_devices;  // CUDA_VISIBLE_DEVICES as given (empty: unset, every GPU visible)
 };
 
 using EnvMap = std::map<std::string, std::string>;
@@ -32,9 +34,17 @@ std::string host_name();
 // Throws std::runtime_error naming the variable when one is malformed.
 LaunchEnv detect_launch_env(const EnvMap& env);
 
-// The GPU of this rank among `device_count` visible ones: its local rank (as torchrun's
-// LOCAL_RANK, OpenMPI's local rank or SLURM_LOCALID). Throws std::runtime_error when there are more
-// ranks on this node than GPUs, since NCCL refuses two ranks on one device.
+// The GPU of this rank among the `device_count` it can see, following what the launcher showed it:
+// - one visible device: that one, whatever the local rank (Slurm's --gpus-per-task binds a GPU per
+//   task and shows it as device 0; a wrapper may set CUDA_VISIBLE_DEVICES per rank);
+// - as many as the ranks on this node, or more: the local rank among them (torchrun's LOCAL_RANK,
+//   OpenMPI's local rank, SLURM_LOCALID), as torchrun and Lightning do;
+// - exactly the task's own GPUs under Slurm's --gpus-per-task=N: the first of them.
+// Throws std::runtime_error when fewer devices are visible than the ranks that need one, since NCCL
+// refuses two ranks on one device.
 int cuda_device_index(const LaunchEnv& env, int device_count);
+
+// "cuda:I" with the physical device behind it where CUDA_VISIBLE_DEVICES renumbers them, for the log.
+std::string describe_cuda_device(const LaunchEnv& env, int index);
 
 }  // namespace resumable
