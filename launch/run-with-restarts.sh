@@ -9,7 +9,7 @@
 #   74 cannot save     75 stopped by a signal (someone asked it to stop; requeue elsewhere)
 # The exit code is rank 0's (RESUMABLE_EXIT_FILE) where the launcher hides it (torchrun exits 1).
 # Signals: COMMAND runs in a session of its own with stdin from /dev/null, so a terminal's Ctrl-C
-# or hangup reaches only this wrapper, and every SIGTERM/SIGINT/SIGHUP/SIGUSR1 the wrapper gets is
+# or hangup reaches only this wrapper, and every SIGTERM/SIGINT/SIGHUP/SIGUSR1/SIGUSR2 the wrapper gets is
 # passed to COMMAND exactly once: one Ctrl-C is one SIGINT, the ranks save and exit 75 (a second
 # Ctrl-C is the trainer's "exit now"). A stop signal during the restart delay ends the wrapper at
 # once with 75 and no relaunch: the last checkpoint is where the next run resumes.
@@ -25,7 +25,7 @@ on_signal() {
   stop=$1
   [ "$child" -ne 0 ] && kill -s "$1" "$child" 2>/dev/null
 }
-for sig in TERM INT HUP USR1; do trap "on_signal $sig" "$sig"; done
+for sig in TERM INT HUP USR1 USR2; do trap "on_signal $sig" "$sig"; done
 
 attempt=0
 while :; do

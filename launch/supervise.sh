@@ -3,7 +3,7 @@
 #   supervise FIRST COMMAND...
 #
 # Runs COMMAND in a session of its own, so a terminal's Ctrl-C (or hangup) reaches only the script,
-# and passes each SIGTERM/SIGINT/SIGHUP/SIGUSR1 the script gets on to COMMAND exactly once: the
+# and passes each SIGTERM/SIGINT/SIGHUP/SIGUSR1/SIGUSR2 the script gets on to COMMAND exactly once: the
 # first as FIRST (mpirun wants SIGUSR1: it forwards that at once, but SIGTERM/SIGINT only after its
 # sigkill timeout) or as it came ("same"), later ones as they came. SIGINT and SIGQUIT are restored
 # for COMMAND: a script starts its background commands with them ignored, and the trainer keeps
@@ -32,7 +32,7 @@ supervise() {
   supervised=0
   supervise_stops=0
   supervise_first=$first
-  for sig in TERM INT HUP USR1; do trap "supervise_forward $sig" "$sig"; done
+  for sig in TERM INT HUP USR1 USR2; do trap "supervise_forward $sig" "$sig"; done
   ( trap - INT QUIT; exec setsid "$@" ) &
   supervised=$!
   local code

@@ -15,5 +15,5 @@ per_node=${2:?}; endpoint=${3:?}; job=${4:?}; shift 4
 . "$here/launch/supervise.sh"
 supervise same "${TORCHRUN:-$here/.venv/bin/torchrun}" --nnodes "$nodes" --nproc-per-node "$per_node" \
   --rdzv-backend c10d --rdzv-endpoint "$endpoint" --rdzv-id "$job" \
-  --max-restarts "${MAX_RESTARTS:-0}" --signals-to-handle SIGTERM,SIGINT,SIGHUP,SIGUSR1 \
+  --max-restarts "${MAX_RESTARTS:-0}" --signals-to-handle SIGTERM,SIGINT,SIGHUP,SIGUSR1,SIGUSR2 \
   --no-python "${TRAINER:-$here/build/trainer}" "$@"

@@ -42,7 +42,7 @@ void install_stop_signal_handlers() {
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  for (int sig : {SIGTERM, SIGINT, SIGUSR1, SIGHUP}) {
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP}) {
     struct sigaction old;
     // A signal ignored by whoever started us (nohup, `trap '' HUP`) stays ignored, as POSIX
     // programs are expected to do.
@@ -62,6 +62,7 @@ const char* signal_name(int sig) {
     case SIGTERM: return "SIGTERM";
     case SIGINT: return "SIGINT";
     case SIGUSR1: return "SIGUSR1";
+    case SIGUSR2: return "SIGUSR2";
     case SIGHUP: return "SIGHUP";
     default: return "signal";
   }

@@ -26,8 +26,8 @@ def test_torchrun_resume_equals_uninterrupted(tmp_path, reference_run):
     assert_same_training(reference_run, load(tmp_path / "checkpoints" / "last.pt"), "torchrun")
 
 
-@pytest.mark.parametrize("launcher,sig", [("mpirun", signal.SIGUSR1), ("torchrun", signal.SIGTERM),
-                                          ("single", signal.SIGINT)])
+@pytest.mark.parametrize("launcher,sig", [("mpirun", signal.SIGUSR1), ("mpirun", signal.SIGUSR2),
+                                          ("torchrun", signal.SIGTERM), ("single", signal.SIGINT)])
 def test_signal_saves_agreed_step_and_resume_is_exact(tmp_path, reference_run, launcher, sig):
     # Slow synchronous saves are the brake that lands the signal mid-training, not after the end
     # (background saves would not slow the steps).

@@ -9,7 +9,8 @@
 
 namespace resumable {
 
-// Catches SIGTERM, SIGINT, SIGUSR1 and SIGHUP, except those already ignored when the process
+// Catches SIGTERM, SIGINT, SIGUSR1, SIGUSR2 and SIGHUP (mpirun forwards both USR signals; a stray
+// one must not kill the run unsaved), except those already ignored when the process
 // started (nohup's SIGHUP stays ignored); ignores SIGPIPE and SIGXFSZ (so a file-size limit turns
 // into a write error we report, not a silent death). A second SIGINT exits at once (130).
 // Starts in the start-up phase.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <string>
 
 using namespace resumable;
 
@@ -48,6 +49,19 @@ TEST(StopSignals, DuringTrainingAStopIsARequest) {
         std::raise(SIGUSR1);
         std::raise(SIGTERM);  // the first one counts
         std::_Exit(pending_stop_signal() == SIGUSR1 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// mpirun forwards SIGUSR2 as it does SIGUSR1: a stray one must save and stop, not kill the run.
+TEST(StopSignals, SigUsr2IsAStopRequestLikeTheOthers) {
+  EXPECT_EXIT(
+      {
+        std::signal(SIGUSR2, SIG_DFL);
+        install_stop_signal_handlers();
+        stop_signals_become_requests();
+        std::raise(SIGUSR2);
+        std::_Exit(pending_stop_signal() == SIGUSR2 && std::string(signal_name(SIGUSR2)) == "SIGUSR2" ? 0 : 1);
       },
       ::testing::ExitedWithCode(0), "");
 }
