@@ -55,9 +55,17 @@ RunPlan plan_run(TrainConfig cfg, const CliArgs& cli, Distributed& dist) {
     plan.config = apply_overrides(base, cli);
     plan.config.run_dir = plan.run_dir;
   }
+  const bool resuming = plan.resume.kind == ResumePlan::Kind::kResume && !cli.eval;
+  // Another global batch regroups every later sample, so the resume proof would refuse it after the
+  // whole load: say so now, before the data and the model are built.
+  if (resuming && plan.config.batch_size != saved.batch_size && !plan.config.allow_data_drift)
+    throw ConfigError("batch_size: saved " + std::to_string(saved.batch_size) + " in " + ck.path + ", given " +
+                      std::to_string(plan.config.batch_size) +
+                      ": the batches after the checkpoint would differ from an uninterrupted run's; resume with "
+                      "--batch-size " + std::to_string(saved.batch_size) +
+                      ", or pass --allow-data-drift if the change is intended");
   std::vector<std::string> errors;
   for (const auto& d : diff_configs(saved, plan.config)) {
-    const bool resuming = plan.resume.kind == ResumePlan::Kind::kResume && !cli.eval;
     const bool data = d.role == FieldRole::kData && resuming;
     // New data or a new seed on purpose: the Trainer notes it, and the resume proof reports the
     // drift instead of stopping.
