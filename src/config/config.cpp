@@ -181,7 +181,9 @@ std::vector<ConfigField> make_fields() {
       field("force", &C::force, R::kInvocation, "with --resume never: set an existing run's checkpoints aside",
             any()),
       field("max_failed_saves", &C::max_failed_saves, R::kControl,
-            "stop after N consecutive failed periodic saves", int_at_least(&C::max_failed_saves, 1)),
+            "stop after N failed saves in a row; between them periodic saves back off (10 s, 20 s, 40 s, ... up "
+            "to 5 min), so a storage hiccup of a few seconds costs one retry",
+            int_at_least(&C::max_failed_saves, 1)),
       field("log_every_steps", &C::log_every_steps, R::kControl, "progress line every N steps",
             int_at_least(&C::log_every_steps, 1)),
       // resume proof and deadline

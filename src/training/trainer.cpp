@@ -633,20 +633,21 @@ int Trainer::train_until_stop() {
     ev.finished = state_.epoch >= epochs() || state_.global_step >= schedule_.state().total_steps;
     ev.max_steps = cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps;
     ev.minutes_due = r.minutes_due;
+    ev.backing_off = r.backing_off;
     ev.deadline = r.deadline;
     const bool stopping = ev.finished || ev.max_steps || ev.stop || ev.deadline;
     report_progress(r, stopping || ev.epoch_ended);
 
     auto give_up = [this] {
       log::error("stopping: {} failed save(s) in a row; the last good checkpoint is untouched",
-                 std::max<int64_t>(failed_saves_, 1));
+                 std::max<int64_t>(save_policy_.failures(), 1));
       return exit_code::kSaveFailed;
     };
     if (r.background_failed) {
       if (!dist_.is_main()) log::warn("rank 0 could not write the checkpoint it saved in the background");
       if (count_failed_save()) return give_up();
     } else if (r.background_saved) {
-      failed_saves_ = 0;
+      save_policy_.saved();  // every rank ends its run of failures (rank 0's clock is the one that counts)
     }
     const char* reason = save_policy_.reason(ev);
     if (!reason && deferred_save_ && !r.save_in_flight) reason = deferred_save_;
@@ -660,13 +661,13 @@ int Trainer::train_until_stop() {
       deferred_save_ = nullptr;
       if (r.save_in_flight) {
         std::string earlier = drain_background_save();
-        if (earlier == "S") failed_saves_ = 0;
+        if (earlier == "S") save_policy_.saved();
         if (!earlier.empty() && earlier[0] == 'F' && count_failed_save()) return give_up();
       }
       if (background) {
         start_background_save(reason);
       } else if (save_checkpoint(reason)) {
-        failed_saves_ = 0;
+        save_policy_.saved();
       } else if (count_failed_save() || stopping) {
         return give_up();
       }
@@ -768,7 +769,7 @@ bool Trainer::run_pending_validation() {
   state_.eval_pending = false;
   record_evaluation(*r);
   // last.pt must hold the evaluation (and best.pt a new best) before anything else happens.
-  if (!save_checkpoint("pending validation") && ++failed_saves_ >= cfg_.max_failed_saves)
+  if (!save_checkpoint("pending validation") && count_failed_save())
     throw SaveError("the checkpoint after the pending validation could not be saved");
   return true;
 }
@@ -819,13 +820,14 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   // One small allreduce per step carries the loss for the history and the stop/save flags, so
   // all ranks take the same decisions at the same step.
   bool minutes_due = dist_.is_main() && save_policy_.minutes_due();
+  bool backing_off = dist_.is_main() && save_policy_.backing_off();
   if (dist_.is_main()) poll_background_save();
   const bool saved = unreported_save_ && *unreported_save_, failed = unreported_save_ && !*unreported_save_;
   unreported_save_.reset();
   const bool deadline = dist_.is_main() && deadline_near();
   at::Tensor stats = at::tensor({loss_sum.item<double>(), batch.tokens, pending_stop_signal() ? 1.0 : 0.0,
                                  minutes_due ? 1.0 : 0.0, in_flight_ ? 1.0 : 0.0, saved ? 1.0 : 0.0,
-                                 failed ? 1.0 : 0.0, deadline ? 1.0 : 0.0},
+                                 failed ? 1.0 : 0.0, deadline ? 1.0 : 0.0, backing_off ? 1.0 : 0.0},
                                 at::kDouble);
   dist_.all_reduce_sum(stats);
   auto s = stats.accessor<double, 1>();
@@ -839,6 +841,7 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   r.background_saved = s[5] > 0;
   r.background_failed = s[6] > 0;
   r.deadline = s[7] > 0;
+  r.backing_off = s[8] > 0;
   return r;
 }
 
@@ -1183,7 +1186,14 @@ std::string Trainer::drain_background_save() {
   return outcome;
 }
 
-bool Trainer::count_failed_save() { return ++failed_saves_ >= cfg_.max_failed_saves; }
+bool Trainer::count_failed_save() {
+  const int64_t failures = save_policy_.failed();
+  if (failures >= cfg_.max_failed_saves) return true;
+  if (dist_.is_main())
+    log::warn("save failed ({} in a row; the run stops at {}): periodic saves wait {:.0f}s before the next try",
+              failures, cfg_.max_failed_saves, save_policy_.retry_seconds());
+  return false;
+}
 
 bool Trainer::save_checkpoint(const char* reason) {
   std::string weights = prepare_collective_save();

@@ -130,3 +130,36 @@ def test_a_prompt_longer_than_the_collective_timeout_is_waited_for(tmp_path):
     assert code == 0, out[-3000:]
     assert "resumed from" in out
     assert load(tmp_path / CK / "last.pt")["train_state"]["global_step"] == 4
+
+
+@pytest.fixture
+def disk_24m(tmp_path):
+    yield from small_disk_of(tmp_path, "24m")
+
+
+def test_a_full_disk_for_a_few_seconds_costs_a_retry_not_the_run(disk_24m):
+    """A shared file system's hiccup: saves every 3 s while the disk is full for about 5 s. Before,
+    every step retried and the third failure, within about 3 steps, ended the run with 74; now
+    periodic saves back off (10 s, then 20 s) and the retry after the hiccup succeeds."""
+    run_dir = disk_24m / "run"
+    p = start(["--run-dir", run_dir, "--epochs", 400, "--save-every-minutes", 0.05, "--async-save", "false",
+               "--keep-last", 1])
+    try:
+        out = wait_for_line(p, "(periodic): step")
+        saved_before = load(run_dir / CK / "last.pt")["train_state"]["global_step"]
+        filler = disk_24m / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=64"], stderr=subprocess.DEVNULL)
+        out += wait_for_line(p, "save failed (1 in a row; the run stops at 3): periodic saves wait 10s")
+        time.sleep(5)
+        filler.unlink()
+        out += wait_for_line(p, "(periodic): step", timeout=60)  # the retry, once the backoff has passed
+        assert p.poll() is None, out[-3000:]
+        p.send_signal(subprocess.signal.SIGUSR1)
+        rest, _ = p.communicate(timeout=60)
+        out += rest
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 75, out[-3000:]
+    assert "No space left on device" in out and "stopping:" not in out, out[-3000:]
+    assert load(run_dir / CK / "last.pt")["train_state"]["global_step"] > saved_before

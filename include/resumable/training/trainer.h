@@ -74,7 +74,8 @@ class Trainer {
     double tokens = 0;
     int64_t samples = 0;
     bool stop_requested = false;  // a rank received a stop signal
-    bool minutes_due = false;     // rank 0's clock says save_every_minutes has passed
+    bool minutes_due = false;     // rank 0's clock says save_every_minutes (or a failed save's backoff) has passed
+    bool backing_off = false;     // rank 0's clock: periodic saves wait after a failed one
     bool deadline = false;        // rank 0: the job's end leaves room for one more save only
     // Rank 0's background save, as of this step's allreduce.
     bool save_in_flight = false;  // still writing: a new save must wait for it
@@ -160,7 +161,7 @@ class Trainer {
   // Collective: waits for rank 0's background write; returns its outcome on every rank ("S",
   // "F" + why, or "" when none was in flight).
   std::string drain_background_save();
-  // Counts a failed save; true when --max-failed-saves is reached and the run must stop.
+  // Counts a failed save (SavePolicy starts its backoff); true when --max-failed-saves is reached.
   bool count_failed_save();
   // After a resume: best.pt must hold the step the checkpoint calls best (a save that died
   // between last.pt and best.pt, or a best that was never published, is mended here).
@@ -218,7 +219,6 @@ class Trainer {
   std::chrono::steady_clock::time_point budget_clock_ = std::chrono::steady_clock::now();
   double budget_spent_before_ = 0;
 
-  int64_t failed_saves_ = 0;
   bool best_unpublished_ = false;  // best.pt does not hold the best step yet (it is new, or its save failed)
   std::optional<PendingBest> pending_best_;  // rank 0: that best's state, when its own save failed
   std::chrono::steady_clock::time_point last_report_time_, last_step_time_;

@@ -53,3 +53,44 @@ TEST(SavePolicy, MinutesCountFromTheLastSave) {
   q.saved();
   EXPECT_FALSE(q.minutes_due());
 }
+
+// A failed save holds periodic saves back for a doubling, bounded backoff (steps or minutes alike),
+// then allows one retry; a success ends the run of failures.
+TEST(SavePolicy, AFailedSaveBacksOffBeforeTheNextPeriodicTry) {
+  TrainConfig cfg;
+  cfg.save_every_steps = 1;       // every step would retry at once
+  cfg.save_every_minutes = 1e-5;  // and so would the clock
+  SavePolicy p(cfg, SaveBackoff{0.05, 0.15});
+  EXPECT_EQ(p.failed(), 1);
+  EXPECT_DOUBLE_EQ(p.retry_seconds(), 0.05);
+  EXPECT_TRUE(p.backing_off());
+  EXPECT_FALSE(p.minutes_due());
+  EXPECT_EQ(reason(p, {.step = 5, .backing_off = p.backing_off()}), "");
+  // A new best, a stop and the end are never held back.
+  EXPECT_EQ(reason(p, {.step = 5, .new_best = true, .backing_off = true}), "new best");
+  EXPECT_EQ(reason(p, {.step = 5, .stop = true, .backing_off = true}), "stop signal");
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  EXPECT_FALSE(p.backing_off());
+  EXPECT_TRUE(p.minutes_due());  // the retry, even where only a step period is set
+  EXPECT_EQ(reason(p, {.step = 6, .minutes_due = p.minutes_due(), .backing_off = p.backing_off()}), "periodic");
+  EXPECT_EQ(p.failed(), 2);
+  EXPECT_DOUBLE_EQ(p.retry_seconds(), 0.1);
+  EXPECT_EQ(p.failed(), 3);
+  EXPECT_DOUBLE_EQ(p.retry_seconds(), 0.15);  // bounded
+  EXPECT_EQ(p.failed(), 4);
+  EXPECT_DOUBLE_EQ(p.retry_seconds(), 0.15);
+  p.saved();
+  EXPECT_EQ(p.failures(), 0);
+  EXPECT_FALSE(p.backing_off());
+  EXPECT_EQ(p.failed(), 1);  // a new run of failures starts over
+  EXPECT_DOUBLE_EQ(p.retry_seconds(), 0.05);
+}
+
+TEST(SavePolicy, TheDefaultBackoffStartsAtTenSecondsAndStopsAtFiveMinutes) {
+  TrainConfig cfg;
+  SavePolicy p(cfg);
+  p.failed();
+  EXPECT_DOUBLE_EQ(p.retry_seconds(), 10);
+  for (int i = 0; i < 10; ++i) p.failed();
+  EXPECT_DOUBLE_EQ(p.retry_seconds(), 300);
+}
