@@ -1,9 +1,16 @@
 #include "resumable/training/deadline.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <ctime>
+#include <fcntl.h>
+#include <spawn.h>
 #include <stdexcept>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
 
 namespace resumable {
 namespace {
@@ -75,18 +82,37 @@ double MovingMax::value() const { return values_.empty() ? 0.0 : *std::max_eleme
 
 namespace {
 
-// The job's end time as squeue gives it, or nullopt (no limit, squeue missing or failing).
+// The job's end time as squeue gives it, or nullopt (no limit, squeue missing or failing). Raw
+// file descriptors, not popen's FILE: the refresh thread is detached, and a stdio stream it held
+// blocked in a read could hold up the process's exit, which flushes every stream.
 std::optional<WallClock::time_point> query_slurm_end(const std::string& job_id) {
-  // Bounded: a controller that does not answer must not hold the thread (or the exit) for long.
+  // Bounded: a controller that does not answer must not hold the thread for long.
   const std::string query = "squeue -h -j '" + job_id + "' -o %e";
   const std::string cmd = "{ if command -v timeout >/dev/null; then timeout 30 " + query + "; else " + query +
                           "; fi; } 2>/dev/null";
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return std::nullopt;
-  char buf[128] = {0};
-  const bool got = std::fgets(buf, sizeof buf, p) != nullptr;
-  ::pclose(p);
-  return got ? parse_slurm_end_time(buf) : std::nullopt;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return std::nullopt;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  const char* argv[] = {"sh", "-c", cmd.c_str(), nullptr};
+  pid_t pid = -1;
+  const int spawned = ::posix_spawn(&pid, "/bin/sh", &actions, nullptr, const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  std::string out;
+  if (spawned == 0) {
+    char buf[128];
+    ssize_t n;
+    while (out.size() < 4096 && ((n = ::read(fds[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)))
+      if (n > 0) out.append(buf, static_cast<size_t>(n));
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  ::close(fds[0]);
+  const size_t eol = out.find('\n');
+  if (eol != std::string::npos) out.resize(eol);
+  return out.empty() ? std::nullopt : parse_slurm_end_time(out);
 }
 
 bool plain_job_id(const std::string& id) {
@@ -98,8 +124,8 @@ bool plain_job_id(const std::string& id) {
 Deadline::Deadline(Options options) : options_(std::move(options)) {
   if (options_.deadline == "none") return;
   if (!options_.deadline.empty()) {
-    end_ = parse_deadline(options_.deadline, options_.start);
-    if (!end_)
+    shared_->end = parse_deadline(options_.deadline, options_.start);
+    if (!shared_->end)
       throw std::invalid_argument("--deadline: expected seconds from the start (e.g. 3600), a local time "
                                   "YYYY-MM-DDTHH:MM[:SS] (Z for UTC) or none, found '" + options_.deadline + "'");
     source_ = "--deadline";
@@ -108,34 +134,34 @@ Deadline::Deadline(Options options) : options_(std::move(options)) {
   if (!plain_job_id(options_.slurm_job_id)) return;
   source_ = "Slurm job " + options_.slurm_job_id + " (squeue)";
   // The first reading too is the thread's: a slow controller never delays the start.
-  thread_ = std::thread([this] { refresh_loop(); });
+  std::thread(refresh_loop, shared_, options_.slurm_job_id, options_.refresh_seconds).detach();
 }
 
 Deadline::~Deadline() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    shared_->stopping = true;
   }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  shared_->wake.notify_all();  // a thread between queries ends now; one inside squeue, when it returns
 }
 
 std::optional<WallClock::time_point> Deadline::end() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return end_;
+  std::lock_guard<std::mutex> lock(shared_->mutex);
+  return shared_->end;
 }
 
-void Deadline::refresh_loop() {
+void Deadline::refresh_loop(std::shared_ptr<Shared> shared, std::string job_id, double refresh_seconds) {
   const auto period = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::duration<double>(std::max(1.0, options_.refresh_seconds)));
-  std::unique_lock<std::mutex> lock(mutex_);
-  do {
+      std::chrono::duration<double>(std::max(1.0, refresh_seconds)));
+  std::unique_lock<std::mutex> lock(shared->mutex);
+  while (!shared->stopping) {
     lock.unlock();
-    auto end = query_slurm_end(options_.slurm_job_id);
+    auto end = query_slurm_end(job_id);
     lock.lock();
     // A failed query keeps the last known end: a busy controller does not lift the deadline.
-    if (end) end_ = end;
-  } while (!wake_.wait_for(lock, period, [this] { return stopping_; }));
+    if (end) shared->end = end;
+    if (shared->wake.wait_for(lock, period, [&] { return shared->stopping; })) break;
+  }
 }
 
 }  // namespace resumable

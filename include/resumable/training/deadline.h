@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -54,7 +55,9 @@ class MovingMax {
 };
 
 // Rank 0's view of the job's end. With Slurm, a thread reads squeue every `refresh_seconds`, so a
-// slow controller never delays a step.
+// slow controller never delays a step, and the exit never waits for it either: the thread is
+// detached and owns what it touches with the Deadline, so a deadline save's exit is not held past
+// Slurm's KillWait by a query in flight (squeue is bounded at 30 s).
 class Deadline {
  public:
   struct Options {
@@ -77,14 +80,17 @@ class Deadline {
   bool watched() const { return !source_.empty(); }
 
  private:
-  void refresh_loop();
+  // What the refresh thread shares with the Deadline; whichever ends last frees it.
+  struct Shared {
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::optional<WallClock::time_point> end;
+    bool stopping = false;
+  };
+  static void refresh_loop(std::shared_ptr<Shared> shared, std::string job_id, double refresh_seconds);
   Options options_;
   std::string source_;
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::optional<WallClock::time_point> end_;
-  bool stopping_ = false;
-  std::thread thread_;
+  std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
 };
 
 }  // namespace resumable

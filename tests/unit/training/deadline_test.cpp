@@ -120,3 +120,26 @@ TEST(Deadline, SlurmsEndTimeIsReadAgainAndMayMove) {
   }
   ::setenv("PATH", old_path.c_str(), 1);
 }
+
+TEST(Deadline, ItsEndNeverWaitsForASqueueInFlight) {
+  // A controller slow to answer: the stand-in squeue marks its start, takes 3 s, marks its end.
+  // A deadline save's exit must not wait for it (Slurm's KillWait is 30 s by default; the real
+  // query may take as long).
+  std::string dir = scratch_path("slow_squeue");
+  ::mkdir(dir.c_str(), 0755);
+  std::ofstream(dir + "/squeue") << "#!/bin/sh\ntouch " << dir << "/started\nsleep 3\ntouch " << dir
+                                 << "/done\necho 2030-01-01T10:00:00\n";
+  ::chmod((dir + "/squeue").c_str(), 0755);
+  const std::string old_path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  ::setenv("PATH", (dir + ":" + old_path).c_str(), 1);
+  auto exists = [&](const char* name) { return ::access((dir + "/" + name).c_str(), F_OK) == 0; };
+  {
+    Deadline d(Deadline::Options{"", "4242", 60, WallClock::now()});
+    for (int i = 0; i < 100 && !exists("started"); ++i) std::this_thread::sleep_for(50ms);
+    ASSERT_TRUE(exists("started"));
+  }  // destroyed while squeue runs
+  EXPECT_FALSE(exists("done")) << "the Deadline's destructor waited for squeue";
+  // Let the query end before PATH and the scratch folder go.
+  for (int i = 0; i < 200 && !exists("done"); ++i) std::this_thread::sleep_for(50ms);
+  ::setenv("PATH", old_path.c_str(), 1);
+}
