@@ -86,9 +86,13 @@ void enter_debug_mode(const TrainConfig& cfg, const LaunchEnv& env) {
             env.world_size > 1 ? fmt::format("; meant for one process, running {} ranks", env.world_size) : "");
 }
 
+// `trainer ckpt ...` and `trainer predict ...`: the tools, which start no training.
+bool is_tool(int argc, char** argv) {
+  return argc > 1 && (std::string(argv[1]) == "ckpt" || std::string(argv[1]) == "predict");
+}
+
 int run(int argc, char** argv) {
-  const bool tool = argc > 1 && (std::string(argv[1]) == "ckpt" || std::string(argv[1]) == "predict");
-  if (tool) apply_cpu_kernels("auto");  // they run tensor code too: a bad ATEN_CPU_CAPABILITY is refused
+  if (is_tool(argc, argv)) apply_cpu_kernels("auto");  // they run tensor code too: a bad ATEN_CPU_CAPABILITY is refused
   if (argc > 1 && std::string(argv[1]) == "ckpt") return run_ckpt_command(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "predict") return run_predict_command(argc - 1, argv + 1);
   CliArgs cli = parse_cli(argc, argv);
@@ -137,8 +141,7 @@ int main(int argc, char** argv) {
   // As early as possible (a launcher may signal as soon as we exist): from here to the first step
   // a stop signal ends the process at once with 75, since there is nothing new to save yet. The
   // tools (ckpt, predict) keep the default dispositions.
-  const bool tool = argc > 1 && (std::string(argv[1]) == "ckpt" || std::string(argv[1]) == "predict");
-  if (!tool) install_stop_signal_handlers();
+  if (!is_tool(argc, argv)) install_stop_signal_handlers();
   LaunchEnv env;
   try {
     env = detect_launch_env(process_env());

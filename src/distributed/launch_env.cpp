@@ -123,8 +123,11 @@ LaunchEnv detect_launch_env(const EnvMap& env) {
 
 int cuda_device_index(const LaunchEnv& env, int device_count) {
   if (device_count <= 0) throw std::runtime_error("no CUDA device is visible (check CUDA_VISIBLE_DEVICES, or use --device cpu)");
-  if (device_count == 1) return 0;
   if (env.local_world_size <= device_count) return env.local_rank;
+  // One device for several ranks on the node: each rank's own where the launcher narrowed what it
+  // sees (Slurm's binding, a per-rank CUDA_VISIBLE_DEVICES); the node's only GPU, shared, otherwise.
+  const bool narrowed = env.gpus_per_task > 0 || !env.visible_devices.empty();
+  if (device_count == 1 && narrowed) return 0;
   if (env.gpus_per_task > 0 && device_count == env.gpus_per_task) return 0;
   throw std::runtime_error(std::to_string(env.local_world_size) + " ranks on this node but " +
                            std::to_string(device_count) +

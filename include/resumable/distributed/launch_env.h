@@ -35,13 +35,14 @@ std::string host_name();
 LaunchEnv detect_launch_env(const EnvMap& env);
 
 // The GPU of this rank among the `device_count` it can see, following what the launcher showed it:
-// - one visible device: that one, whatever the local rank (Slurm's --gpus-per-task binds a GPU per
-//   task and shows it as device 0; a wrapper may set CUDA_VISIBLE_DEVICES per rank);
+// - one visible device where the launcher narrowed what the rank sees: that one, whatever the local
+//   rank (Slurm's --gpus-per-task binds a GPU per task and shows it as device 0; a wrapper may set
+//   CUDA_VISIBLE_DEVICES per rank);
 // - as many as the ranks on this node, or more: the local rank among them (torchrun's LOCAL_RANK,
 //   OpenMPI's local rank, SLURM_LOCALID), as torchrun and Lightning do;
 // - exactly the task's own GPUs under Slurm's --gpus-per-task=N: the first of them.
-// Throws std::runtime_error when fewer devices are visible than the ranks that need one, since NCCL
-// refuses two ranks on one device.
+// Throws std::runtime_error when fewer devices are visible than the ranks that need one (a node's
+// only GPU for several ranks included), since NCCL refuses two ranks on one device.
 int cuda_device_index(const LaunchEnv& env, int device_count);
 
 // "cuda:I" with the physical device behind it where CUDA_VISIBLE_DEVICES renumbers them, for the log.

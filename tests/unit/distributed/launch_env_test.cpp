@@ -156,6 +156,13 @@ TEST(LaunchEnv, MoreLocalRanksThanGpusIsRefused) {
     EXPECT_NE(std::string(err.what()).find("4 ranks on this node but 2 visible CUDA device"), std::string::npos) << err.what();
   }
   EXPECT_THROW(cuda_device_index(LaunchEnv{}, 0), std::runtime_error);
+  // Two ranks and the node's only GPU, nothing narrowing what each sees: they would share it.
+  try {
+    cuda_device_index(e, 1);
+    FAIL() << "two ranks on one GPU were accepted";
+  } catch (const std::runtime_error& err) {
+    EXPECT_NE(std::string(err.what()).find("2 ranks on this node but 1 visible CUDA device"), std::string::npos) << err.what();
+  }
   // Slurm's per-task binding of two GPUs, but three visible: not the task's own set.
   LaunchEnv slurm = detect_launch_env({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "0"},
                                        {"SLURM_NTASKS_PER_NODE", "4"}, {"SLURM_JOB_NODELIST", "gpu01"},
