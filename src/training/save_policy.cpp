@@ -43,6 +43,9 @@ void SavePolicy::saved() {
 }
 
 int64_t SavePolicy::failed() {
+  // A save that fails while the backoff runs (a new best, a validation's) meets the same outage:
+  // failures count over time, not per save attempted.
+  if (backing_off()) return failures_;
   ++failures_;
   retry_seconds_ = std::min(backoff_.longest_seconds,
                             backoff_.first_seconds * std::pow(2.0, static_cast<double>(std::min<int64_t>(failures_, 40) - 1)));

@@ -1187,11 +1187,14 @@ std::string Trainer::drain_background_save() {
 }
 
 bool Trainer::count_failed_save() {
+  const int64_t before = save_policy_.failures();
   const int64_t failures = save_policy_.failed();
   if (failures >= cfg_.max_failed_saves) return true;
-  if (dist_.is_main())
+  if (dist_.is_main() && failures > before)
     log::warn("save failed ({} in a row; the run stops at {}): periodic saves wait {:.0f}s before the next try",
               failures, cfg_.max_failed_saves, save_policy_.retry_seconds());
+  else if (dist_.is_main())
+    log::warn("save failed again during the backoff: the same outage, still {} in a row", failures);
   return false;
 }
 

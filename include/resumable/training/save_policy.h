@@ -4,8 +4,9 @@
 // ranks through the per-step allreduce), on a new best, at the end of training or --max-steps, and
 // on a stop request. After a failed save, periodic saves back off: the next try waits 10 s, then
 // 20 s, 40 s, ... up to 5 minutes, whatever the period says, so a storage hiccup of a few seconds
-// costs one retry instead of ending the run within a few steps; the failures in a row (each at least
-// a backoff after the last) are what --max-failed-saves counts.
+// costs one retry instead of ending the run within a few steps. --max-failed-saves counts failures in
+// a row, each at least a backoff after the last: saves that must not wait (a new best) and fail
+// while the backoff runs are the same outage.
 #pragma once
 
 #include <chrono>
@@ -48,7 +49,8 @@ class SavePolicy {
   bool backing_off() const;
   // A save finished: restarts the clock of save_every_minutes and ends a run of failures.
   void saved();
-  // A save failed: the failures in a row so far. Periodic saves now wait for retry_seconds().
+  // A save failed: the failures in a row so far. Periodic saves now wait for retry_seconds(); a
+  // failure while they wait is the same outage and does not count again.
   int64_t failed();
   // The backoff the last failure started (0 when the last save succeeded).
   double retry_seconds() const;
