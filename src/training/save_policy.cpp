@@ -42,10 +42,10 @@ void SavePolicy::saved() {
   retry_seconds_ = 0;
 }
 
-int64_t SavePolicy::failed() {
-  // A save that fails while the backoff runs (a new best, a validation's) meets the same outage:
-  // failures count over time, not per save attempted.
-  if (backing_off()) return failures_;
+int64_t SavePolicy::failed(bool same_outage) {
+  // A save that fails while the backoff runs (a new best, which may not wait) meets the same
+  // outage: failures count over time, not per save attempted.
+  if (same_outage && failures_ > 0) return failures_;
   ++failures_;
   retry_seconds_ = std::min(backoff_.longest_seconds,
                             backoff_.first_seconds * std::pow(2.0, static_cast<double>(std::min<int64_t>(failures_, 40) - 1)));

@@ -645,7 +645,7 @@ int Trainer::train_until_stop() {
     };
     if (r.background_failed) {
       if (!dist_.is_main()) log::warn("rank 0 could not write the checkpoint it saved in the background");
-      if (count_failed_save()) return give_up();
+      if (count_failed_save(r.backing_off)) return give_up();
     } else if (r.background_saved) {
       save_policy_.saved();  // every rank ends its run of failures (rank 0's clock is the one that counts)
     }
@@ -662,13 +662,13 @@ int Trainer::train_until_stop() {
       if (r.save_in_flight) {
         std::string earlier = drain_background_save();
         if (earlier == "S") save_policy_.saved();
-        if (!earlier.empty() && earlier[0] == 'F' && count_failed_save()) return give_up();
+        if (!earlier.empty() && earlier[0] == 'F' && count_failed_save(r.backing_off)) return give_up();
       }
       if (background) {
         start_background_save(reason);
       } else if (save_checkpoint(reason)) {
         save_policy_.saved();
-      } else if (count_failed_save() || stopping) {
+      } else if (count_failed_save(r.backing_off) || stopping) {
         return give_up();
       }
     }
@@ -769,7 +769,8 @@ bool Trainer::run_pending_validation() {
   state_.eval_pending = false;
   record_evaluation(*r);
   // last.pt must hold the evaluation (and best.pt a new best) before anything else happens.
-  if (!save_checkpoint("pending validation") && count_failed_save())
+  if (save_checkpoint("pending validation")) save_policy_.saved();  // every rank, as in the loop
+  else if (count_failed_save(/*same_outage=*/false))
     throw SaveError("the checkpoint after the pending validation could not be saved");
   return true;
 }
@@ -1186,9 +1187,9 @@ std::string Trainer::drain_background_save() {
   return outcome;
 }
 
-bool Trainer::count_failed_save() {
+bool Trainer::count_failed_save(bool same_outage) {
   const int64_t before = save_policy_.failures();
-  const int64_t failures = save_policy_.failed();
+  const int64_t failures = save_policy_.failed(same_outage);
   if (failures >= cfg_.max_failed_saves) return true;
   if (dist_.is_main() && failures > before)
     log::warn("save failed ({} in a row; the run stops at {}): periodic saves wait {:.0f}s before the next try",

@@ -49,9 +49,10 @@ class SavePolicy {
   bool backing_off() const;
   // A save finished: restarts the clock of save_every_minutes and ends a run of failures.
   void saved();
-  // A save failed: the failures in a row so far. Periodic saves now wait for retry_seconds(); a
-  // failure while they wait is the same outage and does not count again.
-  int64_t failed();
+  // A save failed: the failures in a row so far. Periodic saves now wait for retry_seconds().
+  // `same_outage`: the backoff was still running (StepEvents::backing_off, rank 0's clock as every
+  // rank agreed on it, so all ranks count alike): the failure does not count again.
+  int64_t failed(bool same_outage = false);
   // The backoff the last failure started (0 when the last save succeeded).
   double retry_seconds() const;
   int64_t failures() const { return failures_; }

@@ -162,7 +162,8 @@ class Trainer {
   // "F" + why, or "" when none was in flight).
   std::string drain_background_save();
   // Counts a failed save (SavePolicy starts its backoff); true when --max-failed-saves is reached.
-  bool count_failed_save();
+  // `same_outage`: the step's agreed backing_off, so that every rank counts alike.
+  bool count_failed_save(bool same_outage);
   // After a resume: best.pt must hold the step the checkpoint calls best (a save that died
   // between last.pt and best.pt, or a best that was never published, is mended here).
   void republish_best(const LoadedCheckpoint& ck);
