@@ -315,7 +315,9 @@ void load_optimizer_state_dict(torch::optim::AdamW& optimizer, const torch::nn::
     auto& o = static_cast<torch::optim::AdamWOptions&>(optimizer.param_groups()[i].options());
     auto betas = groups[i]["betas"].items();
     if (betas.size() != 2) groups[i]["betas"].fail("expected 2 numbers");
-    o.lr(groups[i]["lr"].to_double());
+    // No lr: every step takes it from the LR schedule, the one source. The saved value (the lr of
+    // the step the state is at) is for readers in Python, whose optimizers keep it in the group.
+    groups[i]["lr"].to_double();
     o.betas({betas[0].to_double(), betas[1].to_double()});
     o.eps(groups[i]["eps"].to_double());
     o.weight_decay(groups[i]["weight_decay"].to_double());

@@ -1,13 +1,9 @@
 #include "resumable/training/trainer.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <csignal>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -122,9 +118,7 @@ Trainer::Trainer(RunPlan plan, const LaunchEnv& env, Distributed& dist)
       dist_(dist),
       run_(std::move(plan)),
       device_(choose_device(cfg_.device, env)),
-      amp_(resolve_amp(cfg_.amp, device_)),
-      checkpoints_(run_dir_ + "/checkpoints", {cfg_.keep_last, cfg_.keep_every}),
-      save_policy_(cfg_) {
+      amp_(resolve_amp(cfg_.amp, device_)) {
   lock_ = std::move(run_.resume.lock);
   load_data();
   build_model();
@@ -142,11 +136,23 @@ Trainer::Trainer(RunPlan plan, const LaunchEnv& env, Distributed& dist)
     }
   }
   choose_attention();
+  SaveSource source;
+  source.prepare = [this] { return prepare_save(); };
+  source.build = [this](bool with_probe) { return build_checkpoint_state(with_probe); };
+  if (probe_model_)
+    source.probe = [this](c10::IValue& snapshot) { fill_snapshot_probe(probe_model_, snapshot, data_); };
+  SaveCoordinatorOptions so;
+  so.on_gpu = device_.is_cuda();
+  so.segment = plan_.segment;
+  so.resumed_from = plan_.resumed_from;
+  for (const auto& p : model_->parameters()) so.state_bytes += 3.0 * static_cast<double>(p.nbytes());
+  so.read_seconds = resume_read_seconds_;
+  saves_ = std::make_unique<SaveCoordinator>(cfg_, dist_, state_, std::move(source), std::move(so));
   ddp_ = std::make_unique<DataParallel>(*model_, dist_, DataParallelOptions{cfg_.bucket_mb << 20});
   evaluator_ = std::make_unique<Evaluator>(data_, dist_, device_);
   if (dist_.is_main() && !run_.evaluate_only) {
-    checkpoints_.prepare();  // under the run directory's lock
-    if (plan_.kind == ResumePlan::Kind::kResume) republish_best(*plan_.checkpoint);
+    // Under the run directory's lock.
+    saves_->prepare_directory(plan_.kind == ResumePlan::Kind::kResume ? &*plan_.checkpoint : nullptr);
     metrics_ = std::make_unique<MetricsLog>(run_dir_, state_.global_step,
                                             plan_.kind == ResumePlan::Kind::kResume ? plan_.checkpoint->path : "",
                                             !plan_.checkpoints_set_aside.empty());
@@ -154,10 +160,7 @@ Trainer::Trainer(RunPlan plan, const LaunchEnv& env, Distributed& dist)
   dist_.barrier();  // nobody trains before rank 0 has prepared the checkpoint directory
 }
 
-Trainer::~Trainer() {
-  // A background write still running finishes: it holds the newest state (and the lock is ours).
-  if (in_flight_ && in_flight_->report.valid()) in_flight_->report.wait();
-}
+Trainer::~Trainer() = default;  // saves_ first: a background write finishes while the lock is ours
 
 void Trainer::load_data() {
   auto start = Clock::now();
@@ -199,7 +202,8 @@ void Trainer::build_model() {
   }
   seed_rng(cfg_.seed, dist_.rank(), device_.is_cuda());
   optimizer_ = std::make_unique<ForeachAdamW>(
-      model_->parameters(), torch::optim::AdamWOptions(cfg_.lr)
+      // No lr here: every step's comes from the schedule (train_step), the one source.
+      model_->parameters(), torch::optim::AdamWOptions()
                                 .betas({cfg_.adam_beta1, cfg_.adam_beta2})
                                 .eps(cfg_.adam_eps)
                                 .weight_decay(cfg_.weight_decay));
@@ -394,7 +398,7 @@ void Trainer::register_components() {
                                      *sampler_, cfg_.proof_batches, data_, dist_.world_size(), model_, device_,
                                      state_.global_step,
                                      state_.history.train_loss.empty() ? 0.0 : state_.history.train_loss.back(),
-                                     /*probe=*/!defer_probe_);
+                                     /*probe=*/!skip_probe_);
                                  // Test-only switch: RESUMABLE_TEST_PROBE_OFFSET=X records a probe loss X off,
                                  // as if the weights written were not those it was computed with, which
                                  // `ckpt verify --deep` must report. Unset in real runs.
@@ -513,53 +517,19 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   for (const auto& n : defaults) log::info("older checkpoint: {}", n);
 }
 
-void Trainer::republish_best(const LoadedCheckpoint& ck) {
-  if (!state_.has_best) return;
-  std::optional<CheckpointMeta> best;
-  try {
-    best = read_checkpoint_meta(checkpoints_.best_path());
-  } catch (const CheckpointError&) {
-    // Missing or unreadable: mended below when the file of the best step is at hand.
-  }
-  if (best && best->step == state_.best_step) return;
-  // The file that holds the best step: the one just loaded when it is the best, else the snapshot
-  // of that step written by the same launch (a save that wrote it, then last.pt, and died before
-  // linking best.pt). Another launch's file of that step may belong to an abandoned timeline.
-  std::string source;
-  if (state_.best_step == state_.global_step) {
-    source = ck.path;
-  } else if (ck.meta) {
-    try {
-      auto m = read_checkpoint_meta(checkpoints_.step_path(state_.best_step));
-      if (m && m->step == state_.best_step && m->segment == ck.meta->segment)
-        source = checkpoints_.step_path(state_.best_step);
-    } catch (const CheckpointError&) {
-    }
-  }
-  std::string held = best ? "step " + std::to_string(best->step) : "no checkpoint with a record of its step";
-  if (source.empty()) {
-    if (ck.meta)  // files of older trainers say nothing about their step: nothing to compare
-      log::warn("{} holds {}, but this run's best is step {}, whose file is gone; best.pt is replaced at the next "
-                "new best", checkpoints_.best_path(), held, state_.best_step);
-    return;
-  }
-  try {
-    publish_copy(source, checkpoints_.best_path());
-    fsync_directory(checkpoints_.dir());
-    log::warn("{} held {}, but the run's best is step {} (a save ended before publishing it): published {} as best.pt",
-              checkpoints_.best_path(), held, state_.best_step, source);
-  } catch (const SaveError& e) {
-    best_unpublished_ = state_.best_step == state_.global_step;  // the next save publishes it
-    log::warn("could not mend best.pt: {}", e.what());
-  }
-}
-
 // ============================================================================================
 // The loop
 // ============================================================================================
 
 int Trainer::train() {
-  const int code = train_until_stop();
+  int code = exit_code::kRuntimeError;
+  try {
+    code = train_until_stop();
+  } catch (...) {
+    saves_->close();  // a failure too: a background write holds the newest state, it ends first
+    throw;
+  }
+  saves_->close();              // every way out: a background write ends while the lock is ours
   if (lock_) lock_->release();  // an orderly end: the next job on this directory need not warn
   return code;
 }
@@ -583,13 +553,7 @@ int Trainer::train_until_stop() {
   }
   log::info("training: epoch {}/{}, step {}/{}, {} rank(s) via {}, run dir {}", state_.epoch, epochs_text(),
             state_.global_step, total_steps_text(), dist_.world_size(), launcher_name(env_.launcher), run_dir_);
-  if (dist_.is_main() && cfg_.async_save && !device_.is_cuda()) {
-    // Room for the model and AdamW's two moments, faulted in beside the first steps (once, a
-    // second or two per GB here), so that the first background save's copy costs what later ones do.
-    size_t bytes = 1 << 20;
-    for (const auto& p : model_->parameters()) bytes += 3 * p.nbytes();
-    arena_ready_ = std::async(std::launch::async, [bytes] { return std::make_shared<SnapshotArena>(bytes); });
-  }
+  saves_->begin_training();
   if (dist_.is_main()) {
     // Rank 0 alone watches the clock (one squeue per job); its decision reaches the others
     // through the per-step allreduce.
@@ -610,8 +574,7 @@ int Trainer::train_until_stop() {
     const std::vector<int64_t> global_batch = sampler_->next_global_batch();
     if (verifier_ && !verify_resumed_batch(global_batch)) return exit_code::kRuntimeError;
     StepResult r = train_step(global_batch);
-    const double lr = schedule_.lr_at(state_.global_step);
-    state_.record_step(r.loss_sum, r.tokens, lr, r.samples);
+    state_.record_step(r.loss_sum, r.tokens, r.lr, r.samples);
     note_budget_time();
     profiler.after_step(state_.global_step);
     schedule_.advance();
@@ -619,7 +582,7 @@ int Trainer::train_until_stop() {
     const double step_seconds = seconds_since(last_step_time_);
     step_seconds_.add(step_seconds);
     if (metrics_)
-      metrics_->step(state_.global_step, state_.epoch, state_.history.train_loss.back(), lr,
+      metrics_->step(state_.global_step, state_.epoch, state_.history.train_loss.back(), r.lr,
                      step_seconds > 0 ? r.samples / step_seconds : 0.0);
 
     StepEvents ev;
@@ -632,46 +595,13 @@ int Trainer::train_until_stop() {
     ev.stop = r.stop_requested || e.interrupted;
     ev.finished = state_.epoch >= epochs() || state_.global_step >= schedule_.state().total_steps;
     ev.max_steps = cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps;
-    ev.minutes_due = r.minutes_due;
-    ev.backing_off = r.backing_off;
+    ev.minutes_due = r.saves.minutes_due;
+    ev.backing_off = r.saves.backing_off;
     ev.deadline = r.deadline;
     const bool stopping = ev.finished || ev.max_steps || ev.stop || ev.deadline;
     report_progress(r, stopping || ev.epoch_ended);
 
-    auto give_up = [this] {
-      log::error("stopping: {} failed save(s) in a row; the last good checkpoint is untouched",
-                 std::max<int64_t>(save_policy_.failures(), 1));
-      return exit_code::kSaveFailed;
-    };
-    if (r.background_failed) {
-      if (!dist_.is_main()) log::warn("rank 0 could not write the checkpoint it saved in the background");
-      if (count_failed_save(r.backing_off)) return give_up();
-    } else if (r.background_saved) {
-      save_policy_.saved();  // every rank ends its run of failures (rank 0's clock is the one that counts)
-    }
-    const char* reason = save_policy_.reason(ev);
-    if (!reason && deferred_save_ && !r.save_in_flight) reason = deferred_save_;
-    // A stop or the end is written before the exit, never left to a thread.
-    const bool background = cfg_.async_save && !stopping;
-    // A snapshot that --keep-every keeps must carry its step's name: it waits for the write instead.
-    const bool kept_step = cfg_.keep_every > 0 && state_.global_step % cfg_.keep_every == 0;
-    if (reason && background && r.save_in_flight && SavePolicy::can_wait(reason) && !kept_step) {
-      deferred_save_ = reason;  // one at a time: the next step after the write takes the newer state
-    } else if (reason) {
-      deferred_save_ = nullptr;
-      if (r.save_in_flight) {
-        std::string earlier = drain_background_save();
-        if (earlier == "S") save_policy_.saved();
-        if (!earlier.empty() && earlier[0] == 'F' && count_failed_save(r.backing_off)) return give_up();
-      }
-      if (background) {
-        start_background_save(reason);
-      } else if (save_checkpoint(reason)) {
-        save_policy_.saved();
-      } else if (count_failed_save(r.backing_off) || stopping) {
-        return give_up();
-      }
-    }
+    if (!saves_->after_step(ev, r.saves)) return exit_code::kSaveFailed;
     last_step_time_ = Clock::now();  // saves and validations do not count as step time
     if (ev.stop) return stopped(e.interrupted ? " during validation" : "");
     if (ev.finished || ev.max_steps) {
@@ -694,6 +624,11 @@ bool Trainer::verify_resumed_batch(const std::vector<int64_t>& global_batch) {
   const int64_t saved_world = v.recorded().world_size;
   // Ids and words: every rank knows the whole global batch, so all find the same.
   std::string problem = v.compare_next(global_batch, data_);
+  // Test-only switch: RESUMABLE_TEST_PROOF_FAIL_AT=K reports the K-th checked batch as differing,
+  // a resume that goes wrong a few steps in, after a save may have started. Unset in real runs.
+  if (const char* at = std::getenv("RESUMABLE_TEST_PROOF_FAIL_AT");
+      at && problem.empty() && static_cast<long long>(v.checked()) == std::atoll(at))
+    problem = "batch " + std::string(at) + " differs (injected)";
   if (problem.empty() && first && saved_world == dist_.world_size()) {
     // Each rank's own tensors, gathered so that every rank knows which differ and all stop alike.
     Batch mine = collate_rank_share(data_, global_batch, dist_.rank(), dist_.world_size(), c10::Device(c10::kCPU));
@@ -726,15 +661,6 @@ bool Trainer::verify_resumed_batch(const std::vector<int64_t>& global_batch) {
   return true;
 }
 
-double Trainer::expected_save_seconds() const {
-  if (!save_seconds_.empty()) return save_seconds_.value();
-  // No save measured yet: the model, AdamW's two moments, at a slow 100 MB/s, or what reading
-  // the checkpoint took on resume, whichever is more.
-  double bytes = 0;
-  for (const auto& p : model_->parameters()) bytes += 3.0 * static_cast<double>(p.nbytes());
-  return std::max(bytes / 100e6, resume_read_seconds_);
-}
-
 bool Trainer::deadline_near() {
   if (!deadline_) return false;
   const auto end = deadline_->end();
@@ -751,7 +677,7 @@ bool Trainer::deadline_near() {
   // The next step ends the epoch: its validation runs before the next chance to save.
   const bool validation_next = sampler_->remaining_steps_in_epoch() <= 1 &&
                                ((state_.epoch + 1) % cfg_.eval_every_epochs == 0 || state_.epoch + 1 >= epochs());
-  const double save = expected_save_seconds();
+  const double save = saves_->expected_save_seconds();
   const double step = step_seconds_.value() + (validation_next ? validation_seconds_ : 0.0);
   const double margin =
       effective_margin(cfg_.deadline_margin_s, std::chrono::duration<double>(*end - started_).count());
@@ -769,8 +695,7 @@ bool Trainer::run_pending_validation() {
   state_.eval_pending = false;
   record_evaluation(*r);
   // last.pt must hold the evaluation (and best.pt a new best) before anything else happens.
-  if (save_checkpoint("pending validation")) save_policy_.saved();  // every rank, as in the loop
-  else if (count_failed_save(/*same_outage=*/false))
+  if (saves_->save_now("pending validation") == SaveCoordinator::Outcome::kGiveUp)
     throw SaveError("the checkpoint after the pending validation could not be saved");
   return true;
 }
@@ -786,6 +711,7 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   dump_batch(mine, global_tokens);
 
   Batch batch = collate_rank_share(data_, global_batch, dist_.rank(), dist_.world_size(), device_);
+  // The schedule is the one source of the learning rate: the optimizer and the history take this.
   const double lr = schedule_.current_lr();
   for (auto& g : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
   model_->train();
@@ -811,7 +737,7 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   for (auto& p : model_->parameters())
     if (p.grad().defined()) grads.push_back(p.grad());
   bool finite = scaler_.unscale(grads);
-  await_snapshot_copy();
+  saves_->before_optimizer_step();
   if (finite) {
     if (cfg_.grad_clip > 0) clip_grad_norm(grads, cfg_.grad_clip);
     optimizer_->step();
@@ -820,15 +746,12 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
 
   // One small allreduce per step carries the loss for the history and the stop/save flags, so
   // all ranks take the same decisions at the same step.
-  bool minutes_due = dist_.is_main() && save_policy_.minutes_due();
-  bool backing_off = dist_.is_main() && save_policy_.backing_off();
-  if (dist_.is_main()) poll_background_save();
-  const bool saved = unreported_save_ && *unreported_save_, failed = unreported_save_ && !*unreported_save_;
-  unreported_save_.reset();
+  const SaveFlags saves = saves_->local_flags();
   const bool deadline = dist_.is_main() && deadline_near();
-  at::Tensor stats = at::tensor({loss_sum.item<double>(), batch.tokens, pending_stop_signal() ? 1.0 : 0.0,
-                                 minutes_due ? 1.0 : 0.0, in_flight_ ? 1.0 : 0.0, saved ? 1.0 : 0.0,
-                                 failed ? 1.0 : 0.0, deadline ? 1.0 : 0.0, backing_off ? 1.0 : 0.0},
+  auto flag = [](bool b) { return b ? 1.0 : 0.0; };
+  at::Tensor stats = at::tensor({loss_sum.item<double>(), batch.tokens, flag(pending_stop_signal() != 0),
+                                 flag(saves.minutes_due), flag(saves.in_flight), flag(saves.background_saved),
+                                 flag(saves.background_failed), flag(deadline), flag(saves.backing_off)},
                                 at::kDouble);
   dist_.all_reduce_sum(stats);
   auto s = stats.accessor<double, 1>();
@@ -836,13 +759,14 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   r.loss_sum = s[0];
   r.tokens = s[1];
   r.samples = static_cast<int64_t>(global_batch.size());
+  r.lr = lr;
   r.stop_requested = s[2] > 0;
-  r.minutes_due = s[3] > 0;
-  r.save_in_flight = s[4] > 0;
-  r.background_saved = s[5] > 0;
-  r.background_failed = s[6] > 0;
+  r.saves.minutes_due = s[3] > 0;
+  r.saves.in_flight = s[4] > 0;
+  r.saves.background_saved = s[5] > 0;
+  r.saves.background_failed = s[6] > 0;
   r.deadline = s[7] > 0;
-  r.backing_off = s[8] > 0;
+  r.saves.backing_off = s[8] > 0;
   return r;
 }
 
@@ -860,7 +784,7 @@ void Trainer::fit_to_time_budget() {
   int64_t fitted = was;
   std::optional<TimeBudget::Fit> fit;
   // The end validates (the last epoch always does) and saves, both on the clock.
-  const double reserve = validation_seconds_ + expected_save_seconds();
+  const double reserve = validation_seconds_ + saves_->expected_save_seconds();
   if (time_budget_) {
     TimeBudget::EpochEnd e;
     e.epochs_done = state_.epoch;
@@ -909,7 +833,7 @@ Trainer::EpochEnd Trainer::end_epoch() {
 
 bool Trainer::record_evaluation(const EvalResult& r) {
   bool improved = state_.record_eval(r, cfg_.best_metric, cfg_.resolved_best_mode() == "max");
-  best_unpublished_ = best_unpublished_ || improved;
+  if (improved) saves_->note_new_best();
   log::info("epoch {} validation: loss {:.4f}, token acc {:.4f}, WER {:.2f}%, PER {:.2f}% ({} words){}", state_.epoch,
             r.loss, r.token_acc, 100 * r.wer, 100 * r.per, static_cast<int64_t>(r.words),
             improved ? "  * new best" : "");
@@ -984,172 +908,7 @@ std::string Trainer::verify_replicas() {
   return "xxh3:" + hex64(digest);
 }
 
-namespace {
-
-// Test-only switch: RESUMABLE_TEST_FAIL_SAVE="STEP:KIND,..." makes rank 0's save at global step STEP
-// fail before anything is written: KIND "io" as a write error would (SaveError), "bug" as an
-// unexpected exception would. Fault tests use it to show what every rank does then. Unset in real runs.
-void inject_save_fault(int64_t step) {
-  static const char* spec = std::getenv("RESUMABLE_TEST_FAIL_SAVE");
-  if (!spec) return;
-  std::string all = spec;
-  size_t pos = 0;
-  while (pos < all.size()) {
-    size_t comma = all.find(',', pos);
-    std::string item = all.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    pos = comma == std::string::npos ? all.size() : comma + 1;
-    auto colon = item.find(':');
-    if (colon == std::string::npos || std::atoll(item.substr(0, colon).c_str()) != step) continue;
-    if (item.substr(colon + 1) == "bug") throw std::logic_error("injected fault while building the checkpoint");
-    throw SaveError("injected write failure at step " + std::to_string(step), EIO);
-  }
-}
-
-}  // namespace
-
-std::string Trainer::write_checkpoint_on_main(const char* reason, const std::string& weights, bool background) {
-  // Whatever goes wrong here is reported to every rank as this save's outcome: a rank 0 that
-  // threw out of a save would leave the others waiting for it.
-  // best.pt must hold the step last.pt calls best: this very state when it is a new best, else a
-  // best whose own save failed (kept until published). Before the first validation there is no
-  // best to keep, and best.pt follows last.pt (as Lightning's checkpoint with no metric to
-  // monitor), so even a short run has a best.pt to export.
-  auto job = std::make_unique<SaveJob>();
-  job->reason = reason;
-  job->weights = weights;
-  job->new_best = best_unpublished_ && state_.has_best && state_.best_step == state_.global_step;
-  job->is_best = job->new_best || !state_.has_best;
-  try {
-    CheckpointMeta meta;
-    meta.step = state_.global_step;
-    meta.epoch = state_.epoch;
-    meta.segment = plan_.segment;
-    meta.resumed_from = plan_.resumed_from;
-    meta.saved_at = static_cast<int64_t>(std::time(nullptr));
-    // On the CPU the state dicts alias the live tensors: a synchronous save writes them while
-    // training waits, a background one copies them first (below).
-    // A background save's probe runs on its writer thread, from the snapshot.
-    defer_probe_ = background && probe_model_;
-    job->built = PendingBest{save_components(components_, dist_.world_size()), meta};
-    defer_probe_ = false;
-  } catch (const std::exception& e) {
-    defer_probe_ = false;
-    log::error("checkpoint not saved ({}): {}; the last good checkpoint is untouched", reason, e.what());
-    return std::string("F") + e.what();
-  }
-  if (!background) return finish_save(*job, [&] { return write_save(*job); });
-  // The copy of the state, too, runs on the writer thread, overlapped with the next step's forward
-  // and backward passes; the training thread waits for it only before its optimizer step.
-  auto copied = std::make_shared<std::promise<void>>();
-  job->copied = copied->get_future().share();
-  if (!snapshot_arena_ && arena_ready_.valid() &&
-      arena_ready_.wait_for(std::chrono::seconds(0)) == std::future_status::ready)
-    snapshot_arena_ = arena_ready_.get();
-  job->arena = snapshot_arena_;
-  SaveJob* j = job.get();
-  // On a GPU the state dicts are copies already (made on the CPU by the training thread).
-  j->state_is_copy = device_.is_cuda();
-  j->report = std::async(std::launch::async, [this, j, copied] {
-    try {
-      if (!j->state_is_copy) {
-        const size_t need = snapshot_bytes(j->built.state);
-        if (!j->arena || !j->arena->reusable() || j->arena->capacity() < need)
-          j->arena = std::make_shared<SnapshotArena>(need + need / 8);  // room for histories to grow
-        j->built.state = snapshot_copy(j->built.state, *j->arena);
-        j->state_is_copy = true;
-      }
-    } catch (...) {
-      copied->set_value();
-      throw;
-    }
-    copied->set_value();
-    if (probe_model_) {
-      try {
-        fill_snapshot_probe(probe_model_, j->built.state, data_);
-      } catch (const std::exception& e) {
-        log::warn("step {}: the resume proof's probe loss could not be computed ({}); saved without it",
-                  j->built.meta.step, e.what());
-      }
-    }
-    return write_save_at_low_priority(*j);
-  });
-  in_flight_ = std::move(job);
-  return "B";
-}
-
-void Trainer::await_snapshot_copy() {
-  if (!in_flight_ || in_flight_->copy_awaited) return;
-  auto start = Clock::now();
-  in_flight_->copied.wait();
-  in_flight_->copy_awaited = true;
-  in_flight_->paused_seconds += seconds_since(start);
-}
-
-SaveReport Trainer::write_save_at_low_priority(const SaveJob& job) {
-  // The copy is on the training thread's path (its optimizer step waits for it); the write is
-  // not, and yields the CPU to training: where every core trains (this machine's two ranks on two
-  // cores) it writes in the time they leave idle, later rather than at their cost.
-  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
-  return write_save(job);
-}
-
-SaveReport Trainer::write_save(const SaveJob& job) {
-  inject_save_fault(job.built.meta.step);
-  // pending_best_ changes only in finish_save(), on the training thread, after this returned.
-  return checkpoints_.save(job.built.state, job.built.meta, job.is_best, pending_best_ ? &*pending_best_ : nullptr);
-}
-
-std::string Trainer::finish_save(SaveJob& job, const std::function<SaveReport()>& result) {
-  const bool background = job.report.valid();
-  const int64_t step = job.built.meta.step;
-  // The writer thread may change `job` until result() has returned.
-  auto keep_arena = [&] {
-    if (job.arena) snapshot_arena_ = job.arena;
-  };
-  try {
-    SaveReport r = result();
-    keep_arena();
-    save_policy_.saved();
-    save_seconds_.add(background ? r.written.seconds + job.paused_seconds : seconds_since(save_started_));
-    if (r.best_published) {
-      // A background save's best.pt is this job's step; a newer best found meanwhile is still to come.
-      if (!state_.has_best || state_.best_step <= step) best_unpublished_ = false;
-      pending_best_.reset();
-    } else if (job.new_best) {
-      if (!job.state_is_copy) job.built.state = snapshot_copy(job.built.state);
-      pending_best_ = std::move(job.built);
-    }
-    std::string names;
-    for (const auto& p : r.paths) names += (names.empty() ? "" : ", ") + p.substr(p.find_last_of('/') + 1);
-    log::info("saved {} ({}): step {}, {:.1f} MB in {:.3f}s as {}{}{}; weights {} identical on {} rank(s){}",
-              r.paths.front(), job.reason, step, r.written.bytes / 1e6, r.written.seconds, names,
-              r.pruned.empty() ? "" : fmt::format(", pruned {} old snapshot(s)", r.pruned.size()),
-              r.freed.empty() ? "" : fmt::format(", deleted {} old snapshot(s) first to make room on a full disk",
-                                                 r.freed.size()),
-              job.weights, dist_.world_size(),
-              background ? fmt::format("; written in the background, training paused {:.3f}s for the snapshot",
-                                       job.paused_seconds)
-                         : fmt::format("; training paused {:.3f}s", seconds_since(save_started_)));
-    for (const auto& problem : r.problems)
-      log::warn("saved {}, but: {}{}", r.paths.front(), problem,
-                best_unpublished_ ? " (best.pt follows with the next save)" : "");
-    return "S";
-  } catch (const std::exception& e) {
-    keep_arena();
-    if (job.new_best) {
-      // Kept for the next save, so it must not alias weights that training goes on changing.
-      if (!job.state_is_copy) job.built.state = snapshot_copy(job.built.state);
-      pending_best_ = std::move(job.built);
-    }
-    log::error("checkpoint not saved ({}): {}; the last good checkpoint is untouched{}{}", job.reason, e.what(),
-               best_unpublished_ ? " (the new best follows with the next save)" : "",
-               background ? fmt::format(" [step {}, written in the background]", step) : "");
-    return std::string("F") + e.what();
-  }
-}
-
-std::string Trainer::prepare_collective_save() {
-  save_started_ = Clock::now();
+std::string Trainer::prepare_save() {
   // DDP keeps replicas identical by construction; checking it costs one hash per save.
   std::string weights = verify_replicas();
   // Every rank's RNG state, gathered to all (rank 0 keeps them).
@@ -1160,56 +919,16 @@ std::string Trainer::prepare_collective_save() {
   return weights;
 }
 
-void Trainer::start_background_save(const char* reason) {
-  std::string weights = prepare_collective_save();
-  // No one waits: a snapshot that failed is reported with the next step, like a failed write.
-  if (dist_.is_main() && write_checkpoint_on_main(reason, weights, /*background=*/true)[0] == 'F')
-    unreported_save_ = false;
-  if (in_flight_) in_flight_->paused_seconds = seconds_since(save_started_);
-}
-
-void Trainer::poll_background_save() {
-  if (!in_flight_ || in_flight_->report.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
-  unreported_save_ = finish_save(*in_flight_, [this] { return in_flight_->report.get(); }) == "S";
-  in_flight_.reset();
-}
-
-std::string Trainer::drain_background_save() {
-  const auto limit = std::chrono::milliseconds(static_cast<int64_t>(cfg_.save_timeout_s * 1000));
-  std::string outcome = dist_.gather_after("finishing the checkpoint written in the background", [&]() -> std::string {
-    if (!dist_.is_main() || !in_flight_) return "";
-    std::string o = finish_save(*in_flight_, [this] { return in_flight_->report.get(); });
-    in_flight_.reset();
-    return o;
-  }, limit)[0];
-  if (!outcome.empty() && outcome[0] == 'F' && !dist_.is_main())
-    log::warn("rank 0 could not write the checkpoint it saved in the background: {}", outcome.substr(1));
-  return outcome;
-}
-
-bool Trainer::count_failed_save(bool same_outage) {
-  const int64_t before = save_policy_.failures();
-  const int64_t failures = save_policy_.failed(same_outage);
-  if (failures >= cfg_.max_failed_saves) return true;
-  if (dist_.is_main() && failures > before)
-    log::warn("save failed ({} in a row; the run stops at {}): periodic saves wait {:.0f}s before the next try",
-              failures, cfg_.max_failed_saves, save_policy_.retry_seconds());
-  else if (dist_.is_main())
-    log::warn("save failed again during the backoff: the same outage, still {} in a row", failures);
-  return false;
-}
-
-bool Trainer::save_checkpoint(const char* reason) {
-  std::string weights = prepare_collective_save();
-  // Rank 0 writes; the others wait for its outcome as long as it is alive and the save limit
-  // allows, not just for the collective timeout: a large checkpoint on a slow disk takes minutes.
-  const auto limit = std::chrono::milliseconds(static_cast<int64_t>(cfg_.save_timeout_s * 1000));
-  std::string outcome = dist_.gather_after("saving a checkpoint", [&]() -> std::string {
-    return dist_.is_main() ? write_checkpoint_on_main(reason, weights, /*background=*/false) : "";
-  }, limit)[0];
-  if (outcome == "S") return true;
-  if (!dist_.is_main()) log::warn("rank 0 could not save the checkpoint ({}): {}", reason, outcome.substr(1));
-  return false;
+c10::IValue Trainer::build_checkpoint_state(bool with_probe) {
+  skip_probe_ = !with_probe;
+  try {
+    c10::IValue state = save_components(components_, dist_.world_size());
+    skip_probe_ = false;
+    return state;
+  } catch (...) {
+    skip_probe_ = false;
+    throw;
+  }
 }
 
 void Trainer::report_progress(const StepResult& r, bool force_line) {

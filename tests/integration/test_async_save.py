@@ -8,7 +8,7 @@ import zipfile
 
 import torch
 
-from conftest import load, run, start, wait_for_line
+from conftest import assert_same_training, load, run, start, wait_for_line
 
 CK = "checkpoints"
 SLOW = {"RESUMABLE_TEST_WRITE_DELAY_MS": "20"}  # 20 ms per 64 KiB: about 1 s for tiny's 3 MB
@@ -110,3 +110,32 @@ def test_a_stop_signal_waits_for_the_background_write(tmp_path):
     steps = saved_steps(out)
     assert steps[0] == 10 and len(steps) == 2 and steps[1] > 10, steps
     assert load(tmp_path / CK / "last.pt")["train_state"]["global_step"] == steps[1]
+
+
+def test_a_failed_background_copy_never_becomes_a_saved_state(tmp_path):
+    # Step 67 (end of epoch 1) is a new best, saved in the background; the writer thread's copy of
+    # its state fails. Its weights must not be taken later, after the optimizer changed them, and
+    # saved under step 67's name: the training thread copies them before its next optimizer step,
+    # and the next save (75: periodic ones back off after a failure) publishes that copy as
+    # best.pt. The reference: step 67 saved at once.
+    run(["--run-dir", tmp_path / "ref", "--async-save", "false", "--max-steps", 67])
+    code, out = run(["--run-dir", tmp_path / "run", "--save-every-steps", 10, "--max-steps", 75],
+                    env={"RESUMABLE_TEST_FAIL_SAVE": "67:copy"})
+    assert "injected fault while copying the snapshot" in out, out[-3000:]
+    assert "the background copy of the new best failed" in out and "best.pt follows with the next save" in out
+    best, last = load(tmp_path / "run" / CK / "best.pt"), load(tmp_path / "run" / CK / "last.pt")
+    assert last["train_state"]["global_step"] == 75 and last["train_state"]["best_step"] == 67
+    assert best["train_state"]["global_step"] == 67
+    assert_same_training(load(tmp_path / "ref" / CK / "best.pt"), best, "best.pt of step 67")
+
+
+def test_the_background_write_ends_before_the_lock_is_released(tmp_path):
+    # A resume whose proof fails at its second batch, while step 21's save is being written in the
+    # background (about a second): the run stops (exit 1), but only after the write has ended and
+    # been reported; the lock is released after it, and last.pt holds step 21.
+    run(["--run-dir", tmp_path, "--max-steps", 20])
+    code, out = run(["--run-dir", tmp_path, "--save-every-steps", 1, "--max-steps", 40],
+                    env={**SLOW, "RESUMABLE_TEST_PROOF_FAIL_AT": "2"}, check=False)
+    assert code == 1 and "resume proof failed: batch 2 differs (injected)" in out, out[-3000:]
+    assert out.index("resume proof failed") < out.index("info: saved ") and saved_steps(out) == [21], out[-3000:]
+    assert load(tmp_path / CK / "last.pt")["train_state"]["global_step"] == 21

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import answer_at_terminal, command, load, run, start, wait_for_line
+from conftest import answer_at_terminal, assert_same_training, command, load, run, start, wait_for_line
 from test_faults import small_disk_of
 
 CK = "checkpoints"
@@ -21,11 +21,35 @@ def test_a_failed_new_best_save_is_published_with_the_next_save(tmp_path):
     # Epoch 1 ends at step 67 with the first validation: a new best, whose save fails.
     code, out = run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 75],
                     env={"RESUMABLE_TEST_FAIL_SAVE": "67:io"})
-    assert "checkpoint not saved (new best)" in out and "the new best follows with the next save" in out
+    assert "checkpoint not saved (new best)" in out
+    assert "the new best is kept in memory: best.pt follows with the next save" in out
     best, last = best_and_last(tmp_path)
     assert last["train_state"]["global_step"] == 75 and last["train_state"]["best_step"] == 67
     assert best["train_state"]["global_step"] == 67, "best.pt must hold the step last.pt calls best"
     assert load(tmp_path / CK / "step-00000067.pt")["train_state"]["global_step"] == 67
+
+
+@pytest.mark.parametrize("fault", ["build-once", "build"])
+def test_a_new_best_whose_state_cannot_be_built(tmp_path, fault):
+    # Building the state of step 67's new best fails. Its weights are still those of step 67 (no
+    # optimizer step yet): built again without the resume probe and kept, best.pt gets them with
+    # the next save (75: periodic saves back off after a failure). Where that fails too, the best
+    # is lost, and the log says so instead of promising it.
+    code, out = run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 75],
+                    env={"RESUMABLE_TEST_FAIL_SAVE": f"67:{fault}"})
+    assert "checkpoint not saved (new best): injected fault while building the state" in out, out[-3000:]
+    best, last = best_and_last(tmp_path)
+    assert last["train_state"]["global_step"] == 75 and last["train_state"]["best_step"] == 67
+    if fault == "build-once":
+        assert "step 67: the new best is kept in memory (without its resume probe): best.pt follows" in out
+        assert best["train_state"]["global_step"] == 67
+        run(["--run-dir", tmp_path / "ref", "--async-save", "false", "--max-steps", 67])
+        assert_same_training(load(tmp_path / "ref" / CK / "best.pt"), best, "best.pt of step 67")
+    else:
+        assert "step 67: the new best could not be kept either" in out
+        assert "best.pt keeps the previous best until the next new best" in out
+        assert "follows with the next save" not in out, "the log promised a best.pt that never came"
+        assert best["train_state"]["global_step"] == 60, "best.pt must not hold other weights under 67's name"
 
 
 def test_best_is_mended_after_a_save_that_died_between_last_and_best(tmp_path):

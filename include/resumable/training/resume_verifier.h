@@ -53,6 +53,7 @@ class ResumeVerifier {
   // in rank order) equals the record; else which rank differs first.
   std::string compare_first_batch_digests(const std::vector<int64_t>& digests) const;
   bool first() const { return next_ == 0; }
+  size_t checked() const { return next_; }  // batches compared so far
   bool done() const { return next_ >= recorded_.batch_sizes.size(); }
   size_t batches() const { return recorded_.batch_sizes.size(); }
   const ResumeProof& recorded() const { return recorded_; }

@@ -1,17 +1,13 @@
 // The training run: builds every component from the resolved config and the resume plan (it never
 // sees the command line), then
 //   restore -> loop { step, record, maybe validate, if due save, maybe stop } -> exit code.
-// SavePolicy decides *when* to save, the CheckpointManager *how*, and the checkpoint schema *what*:
-// each component registers one save and one load in `components_`.
-// With async_save, a save costs the training thread only its snapshot (state dicts aliasing the
-// live tensors); rank 0's writer thread copies them before the next optimizer step and writes them
-// with the same protocol, one at a time, and the outcome reaches every rank through the next
-// step's allreduce.
+// The checkpoint schema says *what* a save holds: each component registers one save and one load
+// in `components_`. Saving itself (when, in the background or not, after failures, best.pt) is the
+// SaveCoordinator's; the loop only tells it about each step.
 #pragma once
 
 #include <chrono>
 #include <functional>
-#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,7 +33,7 @@
 #include "resumable/training/resume_verifier.h"
 #include "resumable/training/resume_planner.h"
 #include "resumable/training/run_plan.h"
-#include "resumable/training/save_policy.h"
+#include "resumable/training/save_coordinator.h"
 #include "resumable/training/rng_state.h"
 #include "resumable/training/train_state.h"
 #include "resumable/training/warmup_cosine_schedule.h"
@@ -73,28 +69,10 @@ class Trainer {
     double loss_sum = 0;  // over all ranks
     double tokens = 0;
     int64_t samples = 0;
+    double lr = 0;  // the schedule's, as this step used it
     bool stop_requested = false;  // a rank received a stop signal
-    bool minutes_due = false;     // rank 0's clock says save_every_minutes (or a failed save's backoff) has passed
-    bool backing_off = false;     // rank 0's clock: periodic saves wait after a failed one
     bool deadline = false;        // rank 0: the job's end leaves room for one more save only
-    // Rank 0's background save, as of this step's allreduce.
-    bool save_in_flight = false;  // still writing: a new save must wait for it
-    bool background_saved = false, background_failed = false;  // one finished since the last step
-  };
-  // Rank 0's save, from its snapshot to its outcome.
-  struct SaveJob {
-    std::string reason;
-    std::string weights;  // the replicas' digest, for the log
-    PendingBest built;    // the snapshot and its record
-    bool is_best = false, new_best = false;
-    double paused_seconds = 0;       // what the training thread paid: all of it, or the snapshot
-    // Background saves: the state aliases live tensors until the writer thread has copied it;
-    // the training thread must not step the optimizer before `copied` is ready.
-    std::shared_future<void> copied;
-    bool copy_awaited = false;
-    bool state_is_copy = false;  // built.state no longer aliases live tensors
-    std::shared_ptr<SnapshotArena> arena;  // where the copy goes (the trainer keeps it for the next)
-    std::future<SaveReport> report;  // a background write's result
+    SaveFlags saves;              // rank 0's save clock and background write, as agreed
   };
   struct EpochEnd {
     bool improved = false;     // validation found a new best
@@ -131,42 +109,14 @@ class Trainer {
   bool verify_resumed_batch(const std::vector<int64_t>& global_batch);
   // Rank 0: whether the job's end leaves room for one more save only (then `deadline_note_` says why).
   bool deadline_near();
-  // Rank 0: what the next save will take, as measured (or guessed from the model's size before any).
-  double expected_save_seconds() const;
   EpochEnd end_epoch();
   // nullopt when a stop request interrupted it (every rank alike).
   std::optional<EvalResult> validate();
-  // Collective: gathers every rank's RNG; rank 0 writes, the others wait for its outcome (bounded
-  // by save_timeout_s and rank 0's heartbeat). Publishes best.pt as well while the best so far
-  // is not in it. Returns whether last.pt now holds this step.
-  bool save_checkpoint(const char* reason);
-  // Rank 0's part of a save; returns "S" (saved), "B" (snapshot taken, writing in the background)
-  // or "F" + why. Never throws.
-  std::string write_checkpoint_on_main(const char* reason, const std::string& weights, bool background);
-  // The write itself (any thread): last.pt, best.pt, snapshot, retention.
-  SaveReport write_save(const SaveJob& job);
-  SaveReport write_save_at_low_priority(const SaveJob& job);  // the writer thread's, at nice 19
-  // Rank 0, training thread: takes the write's result (rethrowing its error), updates best.pt's
-  // bookkeeping and logs. Returns "S" or "F" + why.
-  std::string finish_save(SaveJob& job, const std::function<SaveReport()>& result);
-  // Collective, the start of every save: checks the replicas, gathers every rank's RNG state and
-  // starts the clock of the training thread's pause. Returns the weights' digest.
-  std::string prepare_collective_save();
-  // Collective. A save of `reason` that may run in the background: snapshot now, write later.
-  void start_background_save(const char* reason);
-  // Rank 0: collects a background write that has finished, for the next step's allreduce.
-  void poll_background_save();
-  // Rank 0, before the optimizer changes the weights: waits until a background save has its copy.
-  void await_snapshot_copy();
-  // Collective: waits for rank 0's background write; returns its outcome on every rank ("S",
-  // "F" + why, or "" when none was in flight).
-  std::string drain_background_save();
-  // Counts a failed save (SavePolicy starts its backoff); true when --max-failed-saves is reached.
-  // `same_outage`: the step's agreed backing_off, so that every rank counts alike.
-  bool count_failed_save(bool same_outage);
-  // After a resume: best.pt must hold the step the checkpoint calls best (a save that died
-  // between last.pt and best.pt, or a best that was never published, is mended here).
-  void republish_best(const LoadedCheckpoint& ck);
+  // Collective, the start of every save (the SaveCoordinator's SaveSource): checks the replicas
+  // and gathers every rank's RNG state. Returns the weights' digest.
+  std::string prepare_save();
+  // Rank 0: the checkpoint's state, every component (SaveSource::build).
+  c10::IValue build_checkpoint_state(bool with_probe);
   // Collective: hashes this rank's parameters and checks every rank holds the same. Returns the digest.
   std::string verify_replicas();
   void trace_samples(const std::vector<int64_t>& mine);
@@ -198,8 +148,6 @@ class Trainer {
   WarmupCosineSchedule schedule_;
   LossScaler scaler_;
   TrainState state_;
-  CheckpointManager checkpoints_;
-  SavePolicy save_policy_;
   std::unique_ptr<MetricsLog> metrics_;  // rank 0, while training
   // Every rank's generator states, gathered for the save in progress (the "rng" component).
   std::vector<at::Tensor> rng_cpu_, rng_cuda_;
@@ -207,9 +155,9 @@ class Trainer {
   std::optional<ResumeVerifier> verifier_;  // after a resume, until the recorded batches are checked
   // Rank 0 with background saves: computes the resume proof's probe on the writer thread.
   G2PTransformer probe_model_{nullptr};
-  bool defer_probe_ = false;  // the save being built leaves its probe to the writer thread
+  bool skip_probe_ = false;  // the save being built leaves its probe to the writer thread (or has none)
   std::unique_ptr<Deadline> deadline_;      // rank 0, when the job's end is known
-  MovingMax save_seconds_{5}, step_seconds_{20};
+  MovingMax step_seconds_{20};
   double resume_read_seconds_ = 0, validation_seconds_ = 0;
   std::string deadline_note_;
   std::optional<WallClock::time_point> deadline_seen_;  // the end last logged
@@ -220,20 +168,12 @@ class Trainer {
   std::chrono::steady_clock::time_point budget_clock_ = std::chrono::steady_clock::now();
   double budget_spent_before_ = 0;
 
-  bool best_unpublished_ = false;  // best.pt does not hold the best step yet (it is new, or its save failed)
-  std::optional<PendingBest> pending_best_;  // rank 0: that best's state, when its own save failed
   std::chrono::steady_clock::time_point last_report_time_, last_step_time_;
   int64_t samples_since_report_ = 0;
   double samples_per_second_ = 0;
-  std::chrono::steady_clock::time_point save_started_;  // the save in progress, on the training thread
-  const char* deferred_save_ = nullptr;  // a periodic save that came due while one was in flight
-  std::optional<bool> unreported_save_;  // rank 0: a background save's outcome, for the next step
-  // Rank 0: the memory background saves copy into, made (and faulted in) beside the first steps.
-  std::shared_ptr<SnapshotArena> snapshot_arena_;
-  std::future<std::shared_ptr<SnapshotArena>> arena_ready_;
-  // Rank 0's background save, at most one. Last member: destroyed first, its destructor waits
-  // for the write, which uses the members above.
-  std::unique_ptr<SaveJob> in_flight_;
+  // Saving, from the snapshot to best.pt. Last member: destroyed first, it waits for a background
+  // write, which uses the members above.
+  std::unique_ptr<SaveCoordinator> saves_;
 };
 
 }  // namespace resumable

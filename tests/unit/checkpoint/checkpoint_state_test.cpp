@@ -136,7 +136,8 @@ TEST(StateDicts, OptimizerStateRoundTripContinuesIdentically) {
 
   torch::manual_seed(9);
   Tiny b;
-  torch::optim::AdamW ob(b.parameters(), torch::optim::AdamWOptions(0.5));
+  // The learning rate is the schedule's (the trainer sets it before every step), not the file's.
+  torch::optim::AdamW ob(b.parameters(), torch::optim::AdamWOptions(0.01));
   load_model_state_dict(b, model);
   load_optimizer_state_dict(ob, b, opt);
   for (int i = 3; i < 6; ++i) {
@@ -144,4 +145,19 @@ TEST(StateDicts, OptimizerStateRoundTripContinuesIdentically) {
     step(b, ob, i);
   }
   for (const auto& p : a.named_parameters()) EXPECT_TRUE(torch::equal(p.value(), b.named_parameters()[p.key()])) << p.key();
+}
+
+TEST(StateDicts, OptimizerLearningRateIsNotTakenFromTheFile) {
+  torch::manual_seed(1);
+  Tiny a;
+  torch::optim::AdamW oa(a.parameters(), torch::optim::AdamWOptions(0.01).weight_decay(0.1));
+  StateReader opt = round_trip(optimizer_state_dict(oa, a), "o.pt");
+  // Written for readers in Python, whose optimizers keep the lr in each group...
+  EXPECT_DOUBLE_EQ(opt["param_groups"].items()[0]["lr"].to_double(), 0.01);
+  // ...but loading leaves the one source, the schedule's value, alone; the rest is the file's.
+  torch::optim::AdamW ob(a.parameters(), torch::optim::AdamWOptions(0.02));
+  load_optimizer_state_dict(ob, a, opt);
+  const auto& o = static_cast<const torch::optim::AdamWOptions&>(ob.param_groups()[0].options());
+  EXPECT_DOUBLE_EQ(o.lr(), 0.02);
+  EXPECT_DOUBLE_EQ(o.weight_decay(), 0.1);
 }
