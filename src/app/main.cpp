@@ -161,6 +161,8 @@ int main(int argc, char** argv) {
   std::string message;
   try {
     code = run(argc, argv);
+  } catch (const RunDirectoryBusy& e) {
+    code = exit_code::kRunDirectoryBusy, message = error_text(e);
   } catch (const ConfigError& e) {
     code = exit_code::kBadInput, message = error_text(e);
   } catch (const DataError& e) {
