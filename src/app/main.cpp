@@ -128,9 +128,19 @@ int run(int argc, char** argv) {
             device.is_cuda() ? describe_cuda_device(env, device.index()) : device.str(), at::get_num_threads(),
             kernels.reason, options.nccl ? "gloo (CPU) + NCCL (CUDA)" : "gloo", cfg.timeout_s);
 
-  Trainer trainer(plan_run(cfg, cli, *dist), env, *dist);
-  stop_signals_become_requests();  // the loop and the evaluator poll them from here on
-  const int code = cli.eval ? trainer.evaluate() : trainer.train();
+  int code = exit_code::kRuntimeError;
+  try {
+    Trainer trainer(plan_run(cfg, cli, *dist), env, *dist);
+    stop_signals_become_requests();  // the loop and the evaluator poll them from here on
+    code = cli.eval ? trainer.evaluate() : trainer.train();
+  } catch (...) {
+    // Fatal: main() logs it and exits at once. The process group must not be destroyed on the
+    // way: with a dead or hung peer its destructor may block (NCCL's communicators, gloo's
+    // worker threads finishing queued work), so it is left to the exit.
+    dist->abandon();
+    throw;
+  }
+  // An orderly end, whatever the code (done, stopped and saved, ...): every rank got here.
   dist->shutdown();
   return code;
 }
@@ -151,6 +161,8 @@ int main(int argc, char** argv) {
   std::string message;
   try {
     code = run(argc, argv);
+  } catch (const RunDirectoryBusy& e) {
+    code = exit_code::kRunDirectoryBusy, message = error_text(e);
   } catch (const ConfigError& e) {
     code = exit_code::kBadInput, message = error_text(e);
   } catch (const DataError& e) {
@@ -170,7 +182,8 @@ int main(int argc, char** argv) {
   write_exit_file(env, code);
   std::fflush(stdout);
   std::fflush(stderr);
-  // Skip destructors on failure: a process group whose peer died may block in its destructor.
+  // Skip what is left to destroy on failure (statics, atexit handlers): run() has abandoned the
+  // process group rather than destroyed it, and nothing else needs to block this exit.
   if (code != exit_code::kDone) std::_Exit(code);
   return code;
 }

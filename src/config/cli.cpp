@@ -14,8 +14,9 @@ const char* kDescription =
     "Tools (each has --help):\n"
     "  trainer ckpt list|info|verify|diff|clean|backup|export ...   inspect and manage checkpoints\n"
     "  trainer predict --checkpoint FILE [WORD...]                  pronounce words (stdin if none)\n"
-    "Exit codes: 0 done, 1 runtime error, 2 bad config/flag/data, 74 checkpoint could not be\n"
-    "saved, 75 stopped by a signal after saving (requeue and resume).";
+    "Exit codes: 0 done, 1 runtime error, 2 bad config/flag/data, 69 run directory in use by\n"
+    "another job (retry later), 74 checkpoint could not be saved, 75 stopped by a signal after\n"
+    "saving (requeue and resume).";
 
 cxxopts::Options make_options() {
   cxxopts::Options o("trainer", kDescription);

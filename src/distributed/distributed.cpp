@@ -1,6 +1,7 @@
 #include "resumable/distributed/distributed.h"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <thread>
 #include <unistd.h>
@@ -64,6 +65,13 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const LaunchEnv& env, std::chrono::mi
   throw std::logic_error("unknown launcher");
 }
 
+// Test-only switch: RESUMABLE_TEST_REPORT_TEARDOWN=1 makes each rank say on stderr what became of
+// its process group at the end ("destroying" or "abandoned"), so tests can show that a fatal
+// error never runs the group's destructor. Unset in real runs.
+void report_teardown(int rank, const char* what) {
+  if (std::getenv("RESUMABLE_TEST_REPORT_TEARDOWN")) std::fprintf(stderr, "rank %d: process group %s\n", rank, what);
+}
+
 std::shared_ptr<::gloo::transport::Device> gloo_device(int world_size) {
   if (world_size == 1) return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
   if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"))
@@ -80,35 +88,51 @@ std::unique_ptr<Distributed> Distributed::connect(const LaunchEnv& env, const Di
   d->timeout_ = options.timeout;
   d->store_ = rendezvous(env, options.timeout);
   d->store_->setTimeout(options.timeout);
+  try {
+    d->join(env, options);
+  } catch (...) {
+    d->abandon();  // a peer that died while we joined: as on any fatal error (abandon())
+    throw;
+  }
+  return d;
+}
 
-  auto group = c10::make_intrusive<c10d::ProcessGroup>(d->store_, env.rank, env.world_size);
+void Distributed::join(const LaunchEnv& env, const DistributedOptions& options) {
+  // Ours from the start, so that abandon() covers a backend half set up when a peer fails.
+  group_ = c10::make_intrusive<c10d::ProcessGroup>(store_, env.rank, env.world_size);
   auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
   gloo_options->devices.push_back(gloo_device(env.world_size));
   auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(
-      c10::make_intrusive<c10d::PrefixStore>("gloo", d->store_), env.rank, env.world_size, gloo_options);
-  group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
-  group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+      c10::make_intrusive<c10d::PrefixStore>("gloo", store_), env.rank, env.world_size, gloo_options);
+  group_->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+  group_->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
   if (options.nccl) {
 #ifdef RESUMABLE_WITH_NCCL
     auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
     nccl_options->timeout = options.timeout;
     auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
-        c10::make_intrusive<c10d::PrefixStore>("nccl", d->store_), env.rank, env.world_size, nccl_options);
+        c10::make_intrusive<c10d::PrefixStore>("nccl", store_), env.rank, env.world_size, nccl_options);
     nccl->setSequenceNumberForGroup();
-    group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
+    group_->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
 #else
     throw std::runtime_error("--device cuda: this trainer was built without NCCL");
 #endif
   }
-  d->group_ = group;
-  d->barrier();
-  return d;
+  barrier();
 }
 
-Distributed::~Distributed() = default;
+Distributed::~Distributed() {
+  if (group_) report_teardown(rank_, "destroying");
+}
 
 void Distributed::shutdown() {
   if (group_) group_->shutdown();
+}
+
+void Distributed::abandon() {
+  if (group_) report_teardown(rank_, "abandoned");
+  (void)group_.release();  // the reference stays counted: nothing destroys the group
+  (void)store_.release();
 }
 
 void Distributed::barrier() {

@@ -43,9 +43,10 @@ int ckpt_clean(const std::vector<std::string>& raw) {
     else throw ConfigError("ckpt clean: " + run_dir + ": no checkpoints/ folder (expected a RUN_DIR)");
   }
   const bool dry = a.has("--dry-run");
-  // A job training in this directory holds the lock: cleaning under it could race its save.
+  // A job training in this directory holds the lock: cleaning under it could race its save. The
+  // lock names this tool, so a job starting meanwhile waits for it rather than giving up.
   std::unique_ptr<RunDirectoryLock> lock;
-  if (!dry) lock = std::make_unique<RunDirectoryLock>(run_dir);
+  if (!dry) lock = std::make_unique<RunDirectoryLock>(run_dir, RunDirectoryLockOptions{"ckpt clean", {}});
   CheckpointManager manager(dir, policy);
   std::vector<CheckpointFile> snapshots = manager.snapshots();
   int64_t newest = -1;

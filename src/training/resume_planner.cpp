@@ -139,7 +139,12 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation) {
 }
 
 // Kind codes on the wire.
-constexpr char kFresh = 'F', kResume = 'R', kInit = 'I', kConfigErr = 'C', kCheckpointErr = 'K', kOtherErr = 'E';
+constexpr char kFresh = 'F', kResume = 'R', kInit = 'I', kConfigErr = 'C', kBusyErr = 'B', kCheckpointErr = 'K',
+               kOtherErr = 'E';
+
+// How long a starting job waits for a tool holding the run directory's lock (`trainer ckpt clean`
+// holds it for the seconds its deletions take) before it gives up as on a busy directory.
+constexpr std::chrono::seconds kToolLockWait{60};
 
 }  // namespace
 
@@ -157,7 +162,8 @@ ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, const ResumeOp
     if (!dist.is_main()) return "";
     try {
       if (!options.for_evaluation) {
-        plan.lock = std::make_unique<RunDirectoryLock>(cfg.resolved_run_dir());
+        plan.lock = std::make_unique<RunDirectoryLock>(cfg.resolved_run_dir(),
+                                                       RunDirectoryLockOptions{"", kToolLockWait});
         if (!plan.lock->taken_over_from().empty())
           log::warn("{}: took over the run directory's lock left by {}, which ended without releasing it "
                     "(crashed or killed)", plan.lock->path(), plan.lock->taken_over_from());
@@ -165,6 +171,8 @@ ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, const ResumeOp
       d = decide(cfg, options.for_evaluation);
       char kind = d.kind == ResumePlan::Kind::kFresh ? kFresh : d.kind == ResumePlan::Kind::kResume ? kResume : kInit;
       return std::string(1, kind) + (d.loaded ? d.loaded->path : "");
+    } catch (const RunDirectoryBusy& e) {
+      return kBusyErr + std::string(e.what());
     } catch (const ConfigError& e) {
       return kConfigErr + std::string(e.what());
     } catch (const CheckpointError& e) {
@@ -176,6 +184,7 @@ ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, const ResumeOp
   const char kind = message.empty() ? kOtherErr : message[0];
   const std::string rest = message.empty() ? "no decision" : message.substr(1);
   if (kind == kConfigErr) throw ConfigError(rest);
+  if (kind == kBusyErr) throw RunDirectoryBusy(rest);
   if (kind == kCheckpointErr) throw CheckpointError(rest);
   if (kind == kOtherErr) throw std::runtime_error(rest);
 

@@ -139,3 +139,37 @@ def reference_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("reference")
     run(["--run-dir", d], launcher="mpirun")
     return load(d / "checkpoints" / "last.pt")
+
+
+# Run by hold_run_directory_lock in a process of its own: takes RUN_DIR/.lock as a job (or a tool)
+# does, flock and then the holder record, says "locked", holds it for SECONDS (or until SIGTERM),
+# and lets go in order.
+_HOLD_LOCK = r"""
+import fcntl, json, os, signal, socket, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+run_dir, seconds, tool = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+os.makedirs(run_dir, exist_ok=True)
+fd = os.open(os.path.join(run_dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+record = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+if tool:
+    record["tool"] = tool
+os.ftruncate(fd, 0)
+os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+print("locked", flush=True)
+try:
+    time.sleep(seconds)
+finally:
+    os.ftruncate(fd, 0)
+    os.close(fd)
+"""
+
+
+def hold_run_directory_lock(run_dir, seconds, tool=""):
+    """A process holding run_dir's lock for `seconds` as a training job would (or as `tool`, e.g.
+    "ckpt clean"); returns once it holds it. Its pid is the one the lock names; terminate() makes
+    it let go in order at once."""
+    p = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run_dir), str(seconds), tool],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+    return p

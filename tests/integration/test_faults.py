@@ -112,14 +112,14 @@ def test_killed_nonzero_rank_stops_the_job_and_the_restart_resumes(tmp_path):
     assert f"step {step}" in out and "resumed from" in out
 
 
-def launch_pair(tmp_path, port, extra):
-    """Two ranks with torchrun-style variables and no supervising launcher: only the trainer's own
-    error handling and collective timeout stand between a lost peer and a hang."""
+def launch_pair(tmp_path, port, extra, world=2, env=None):
+    """Two ranks (or `world`) with torchrun-style variables and no supervising launcher: only the
+    trainer's own error handling and collective timeout stand between a lost peer and a hang."""
     procs = []
-    for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        procs.append(subprocess.Popen(command(["--run-dir", tmp_path, "--epochs", 50] + extra), env=env,
+    for rank in range(world):
+        env_r = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                     LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **(env or {}))
+        procs.append(subprocess.Popen(command(["--run-dir", tmp_path, "--epochs", 50] + extra), env=env_r,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       stdin=subprocess.DEVNULL))
     return procs
@@ -142,6 +142,47 @@ def test_lost_peer_makes_the_other_rank_fail_not_hang(tmp_path, how):
     assert elapsed < timeout_s * 4, f"rank 0 took {elapsed:.0f}s to notice"
     assert not any(m in out for m in ("Segmentation", "core dumped")), out[-2000:]
     print(f"peer {how}: rank 0 exited {procs[0].returncode} after {elapsed:.1f}s (timeout {timeout_s}s)")
+
+
+@pytest.mark.parametrize("how", ["dies", "hangs"])
+def test_survivors_of_a_lost_rank_exit_within_the_timeout_and_never_destroy_the_group(tmp_path, how):
+    """Issue 41, hole 5: of three ranks, rank 2 is killed (kill -9) or frozen (SIGSTOP) mid-training.
+    Ranks 0 and 1 each log one error line and exit non-zero within the collective timeout plus a
+    margin, and neither destroys its process group on the way out: a group with a dead or hung peer
+    may block in its destructor (NCCL's; gloo's finishes its queued work first, each piece bounded
+    only by the timeout). RESUMABLE_TEST_REPORT_TEARDOWN makes each rank say what became of its group."""
+    timeout_s = 10
+    report = {"RESUMABLE_TEST_REPORT_TEARDOWN": "1"}
+    procs = launch_pair(tmp_path, 29000 + random.randrange(1000), ["--timeout-s", timeout_s], world=3, env=report)
+    try:
+        wait_for_line(procs[0], "step 20/")
+        t0 = time.time()
+        procs[2].send_signal(signal.SIGKILL if how == "dies" else signal.SIGSTOP)
+        outs, elapsed = {}, {}
+        for r in (0, 1):
+            outs[r], _ = procs[r].communicate(timeout=timeout_s * 6)
+            elapsed[r] = time.time() - t0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for r in (0, 1):
+        out = outs[r]
+        assert procs[r].returncode not in (0, None), out[-2000:]
+        assert elapsed[r] < timeout_s + 8, f"rank {r} took {elapsed[r]:.1f}s to exit (timeout {timeout_s}s)"
+        assert re.search(rf"\[rank {r}/3\] error: ", out), out[-2000:]
+        assert f"rank {r}: process group abandoned" in out, out[-2000:]
+        assert "process group destroying" not in out, out[-2000:]
+        assert not any(m in out for m in CRASH_MARKERS), out[-2000:]
+    print(f"rank 2 {how}: ranks 0 and 1 exited {procs[0].returncode}/{procs[1].returncode} after "
+          f"{elapsed[0]:.1f}s/{elapsed[1]:.1f}s (timeout {timeout_s}s)")
+
+
+def test_an_orderly_end_destroys_the_process_group(tmp_path):
+    """The other side of the test above: a run that ends well still tears its group down in order."""
+    code, out = run(["--run-dir", tmp_path, "--max-steps", 2], env={"RESUMABLE_TEST_REPORT_TEARDOWN": "1"})
+    assert "rank 0: process group destroying" in out and "abandoned" not in out, out[-2000:]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SIGKILL_TIMEOUT_S, TINY, TRAINER, kill_session, load, wait_for_line
+from conftest import ROOT, SIGKILL_TIMEOUT_S, TINY, TRAINER, hold_run_directory_lock, kill_session, load, wait_for_line
 
 LAUNCH = Path(os.environ.get("RESUMABLE_LAUNCH_DIR", ROOT / "launch"))
 # Trainer flags for a run that only ends when it is stopped.
@@ -98,6 +98,51 @@ def test_restart_wrapper_stops_on_bad_input(tmp_path):
     p = subprocess.run([str(LAUNCH / "run-with-restarts.sh"), "3", TRAINER, "--config", TINY, "--dropout", "7"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
     assert p.returncode == 2 and "restart" not in p.stdout
+
+
+def test_restart_wrapper_retries_while_another_job_holds_the_run_directory(tmp_path):
+    """Issue 41, hole 7: another job holds the run directory's lock (the old job of a requeue still
+    saving, say): the ranks exit 69, and the wrapper runs them again after LOCK_RETRY_DELAY_S until
+    the lock is free, without spending a crash restart (MAX_RESTARTS 0 here)."""
+    run_dir = tmp_path / "run"
+    holder = hold_run_directory_lock(run_dir, 120)
+    wrapper = subprocess.Popen(
+        [str(LAUNCH / "run-with-restarts.sh"), "0", str(LAUNCH / "mpirun-1node.sh"), "2", "--config", TINY,
+         "--run-dir", str(run_dir), "--max-steps", "4"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, stdin=subprocess.DEVNULL,
+        env=dict(os.environ, LOCK_RETRY_DELAY_S="3", SIGKILL_TIMEOUT_S=SIGKILL_TIMEOUT_S))
+    try:
+        log = wait_for_line(wrapper, "run-with-restarts: exit 69 (run directory in use by another job), retry 1/10 in 3s")
+        holder.terminate()  # the other job ends in order
+        holder.wait()
+        out, _ = wrapper.communicate(timeout=240)
+        log += out
+    finally:
+        kill_session(wrapper)
+        kill_ranks(run_dir)
+        holder.kill()
+    assert wrapper.returncode == 0, log[-3000:]
+    assert f"is in use by another job (pid {holder.pid} on host" in log, log[-3000:]
+    assert "giving up" not in log and "restart 1/" not in log
+    assert load(run_dir / "checkpoints" / "last.pt")["train_state"]["global_step"] == 4
+
+
+def test_restart_wrapper_gives_up_on_a_busy_run_directory_after_lock_retries(tmp_path):
+    """A job that keeps the lock: LOCK_RETRIES relaunches, then exit 69; the crash restarts are untouched."""
+    run_dir = tmp_path / "run"
+    holder = hold_run_directory_lock(run_dir, 120)
+    try:
+        p = subprocess.run([str(LAUNCH / "run-with-restarts.sh"), "3", TRAINER, "--config", TINY, "--run-dir",
+                            str(run_dir), "--max-steps", "4"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL, env=dict(os.environ, LOCK_RETRY_DELAY_S="0.2", LOCK_RETRIES="2"))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert p.returncode == 69, p.stdout[-3000:]
+    assert p.stdout.count("is in use by another job") == 3, p.stdout[-3000:]
+    assert "retry 2/2" in p.stdout and "still in use by another job after 2 retries, exit 69" in p.stdout
+    assert "restart 1/3" not in p.stdout
 
 
 class Terminal:
@@ -385,6 +430,25 @@ def slurm_job(slurm, tmp_path):
     yield submit
     for job in jobs:
         job.end()
+
+
+def test_slurm_retries_while_another_job_holds_the_run_directory(slurm_job, tmp_path):
+    """Issue 41, hole 7: the previous job of a requeue chain still holds the run directory's lock when
+    the next one starts: its ranks exit 69, and the batch script runs them again in the same
+    allocation after LOCK_RETRY_DELAY_S, once the lock is free, instead of ending the chain."""
+    holder = hold_run_directory_lock(tmp_path / "run", 120)  # SlurmJob's run directory
+    try:
+        job = slurm_job("--export=ALL,LOCK_RETRY_DELAY_S=3")
+        job.wait_for("[slurm] the run directory is in use by another job: retry 1/10 in 3s", timeout=120)
+        holder.terminate()  # the other job ends in order
+        holder.wait()
+        job.wait_for("step 20/", timeout=180)
+    finally:
+        holder.kill()
+    log = job.output()
+    assert "[slurm] trainer exited 69" in log, log[-3000:]
+    assert f"is in use by another job (pid {holder.pid} on host" in log, log[-3000:]
+    assert job.info() == {"JobState": "RUNNING", "Restarts": "0"}, job.info()
 
 
 def assert_saved_requeued_resumed(job, timeout=120):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ckpt_tools import save_with_checksum
-from conftest import command, load, run, start, wait_for_line
+from conftest import command, hold_run_directory_lock, load, run, start, wait_for_line
 
 CK = "checkpoints"
 
@@ -29,7 +29,7 @@ def test_a_second_job_on_a_busy_run_directory_is_refused(tmp_path):
     for extra in ([], ["--resume", "never", "--force"]):
         t0 = time.time()
         code, out = run(["--run-dir", tmp_path, "--max-steps", 2] + extra, check=False, timeout=60)
-        assert code == 2, out[-2000:]
+        assert code == 69, out[-2000:]
         assert time.time() - t0 < 20
         assert re.search(rf"{tmp_path} is in use by another job \(pid {a.pid} on host \S+ since \d{{4}}-", out), out
     assert not list(tmp_path.glob("checkpoints.old-*")), "--force moved the running job's checkpoints aside"
@@ -43,6 +43,48 @@ def test_a_second_job_on_a_busy_run_directory_is_refused(tmp_path):
     # An orderly end leaves nothing to take over.
     code, out = run(["--run-dir", tmp_path, "--max-steps", 2, "--epochs", 50])
     assert "took over" not in out
+
+
+def test_every_rank_of_a_job_refused_a_busy_run_directory_exits_69(tmp_path):
+    """Issue 41, hole 7: a lock held by a live training job is exit 69 (retry later, which the launch
+    scripts do), not 2 (bad input), on every rank and in rank 0's exit file; nothing waits for it."""
+    holder = hold_run_directory_lock(tmp_path, 120)
+    exit_file = tmp_path / "exit-code"
+    try:
+        t0 = time.time()
+        code, out = run(["--run-dir", tmp_path, "--max-steps", 2], launcher="mpirun", check=False, timeout=120,
+                        env={"RESUMABLE_EXIT_FILE": str(exit_file)})
+        elapsed = time.time() - t0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 69, out[-2000:]
+    assert exit_file.read_text().strip() == "69"
+    for r in (0, 1):
+        assert re.search(rf"\[rank {r}/2\] error: {tmp_path} is in use by another job \(pid {holder.pid} on host ", out), out
+    assert "waiting" not in out
+    assert elapsed < 30, f"took {elapsed:.0f}s"
+
+
+def test_a_job_waits_for_a_tool_holding_the_run_directory(tmp_path):
+    """Issue 41, hole 7: `trainer ckpt clean` holds the run directory's lock for the seconds its
+    deletions take. A job starting meanwhile says once that it waits and for whom, and trains as
+    soon as the tool lets go; its other rank waits as long (past the collective timeout, 3 s here)."""
+    run(["--run-dir", tmp_path, "--max-steps", 3])
+    hold_s = 6
+    holder = hold_run_directory_lock(tmp_path, hold_s, tool="ckpt clean")
+    t0 = time.time()
+    code, out = run(["--run-dir", tmp_path, "--max-steps", 6, "--timeout-s", 3], launcher="mpirun", check=False,
+                    timeout=120)
+    elapsed = time.time() - t0
+    holder.wait()
+    assert code == 0, out[-3000:]
+    assert out.count("is locked by `trainer ckpt clean`, pid") == 1, out[-3000:]
+    assert re.search(rf"{tmp_path} is locked by `trainer ckpt clean`, pid {holder.pid} on host \S+ since [-0-9: ]+: "
+                     r"waiting up to 60 s for it to finish", out), out[-3000:]
+    assert "the tool let go; took the lock after" in out and "took over" not in out
+    assert "resumed from" in out and step_of(tmp_path / CK / "last.pt") == 6
+    assert elapsed >= hold_s - 1, f"trained after {elapsed:.1f}s while the tool held the lock for {hold_s}s"
 
 
 # --- 11: --resume PATH under restarts -----------------------------------------------------------

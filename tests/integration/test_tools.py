@@ -181,7 +181,7 @@ def test_clean_refuses_while_a_job_holds_the_run_directory(run_copy):
     with open(run_copy / ".lock", "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         rc, _, err = tool("ckpt", "clean", run_copy, "--keep-last", 1)
-    assert rc == 2 and "is in use by another job" in err, err
+    assert rc == 69 and "is in use by another job" in err, err
     assert len(list((run_copy / "checkpoints").glob("step-*.pt"))) == 4
 
 

@@ -3,9 +3,12 @@
 // prune each other's snapshots (a requeue racing the old job, a second mpirun by mistake,
 // `--resume never --force` while the old job still runs). The lock is flock(2): the kernel (or the
 // NFS lock manager) drops it when its holder dies however it dies, so a lock left by a crashed
-// job is simply taken over. The file also names its holder (host, pid, start time) for messages.
+// job is simply taken over. The file also names its holder (host, pid, start time, and the tool
+// when a tool such as `trainer ckpt clean` holds it) for messages, and so that a job can tell a
+// tool's brief hold, which it waits out, from another job's.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 namespace resumable {
@@ -14,15 +17,27 @@ struct LockHolder {
   std::string host;
   long pid = 0;
   std::string since;  // local time the lock was taken, "YYYY-MM-DD HH:MM:SS"
+  std::string tool;   // the tool holding it ("ckpt clean"); empty for a training job
 
-  std::string describe() const;  // "pid 123 on host h since 2026-..."
+  std::string describe() const;  // "pid 123 on host h since 2026-...", after "`trainer T`, " for a tool
+};
+
+struct RunDirectoryLockOptions {
+  // Who takes the lock: empty for a training job, else the tool's name ("ckpt clean"), recorded
+  // in the file for the holder's messages and for the wait below.
+  std::string tool;
+  // How long to wait while a tool holds the lock (it holds it for seconds) before giving up as on
+  // a busy directory; zero: never wait. A lock held by a training job is never waited for.
+  std::chrono::milliseconds tool_wait{0};
 };
 
 class RunDirectoryLock {
  public:
-  // Creates `run_dir` if needed and takes the lock without waiting. Throws ConfigError (exit 2)
-  // naming the holder when another process holds it.
-  explicit RunDirectoryLock(const std::string& run_dir);
+  // Creates `run_dir` if needed and takes the lock. When a tool holds it, waits up to
+  // options.tool_wait for it to let go, saying once that it waits and for whom. Throws
+  // RunDirectoryBusy (exit 69) naming the holder when another job holds it, or a tool still does
+  // after the wait; ConfigError (exit 2) when the directory or its lock file cannot be made.
+  explicit RunDirectoryLock(const std::string& run_dir, const RunDirectoryLockOptions& options = {});
   ~RunDirectoryLock() { release(); }
   // Clears the holder record and drops the lock. The file stays: removing it would race a new holder.
   void release();

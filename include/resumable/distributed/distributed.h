@@ -37,6 +37,11 @@ class Distributed {
   // At an orderly end, as Python's destroy_process_group(): NCCL communicators are finalized
   // instead of leaked. Not on error paths, where a communicator may be stuck with a dead peer.
   void shutdown();
+  // On a fatal error, before the process exits: the process group and the store are left to the
+  // exit, never destroyed, since a group whose peer died or hangs may block in its destructor
+  // (NCCL's communicators; gloo's worker threads finish their queued work first). Destroying this
+  // object afterwards is then harmless; no collective may follow.
+  void abandon();
 
   int rank() const { return rank_; }
   int world_size() const { return world_size_; }
@@ -65,6 +70,8 @@ class Distributed {
 
  private:
   Distributed() = default;
+  // connect()'s part after the rendezvous: the process group, then a first barrier.
+  void join(const LaunchEnv& env, const DistributedOptions& options);
   int rank_ = 0;
   int world_size_ = 1;
   std::chrono::milliseconds timeout_{0};

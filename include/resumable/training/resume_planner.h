@@ -40,8 +40,9 @@ struct ResumeOptions {
   bool for_evaluation = false;  // --eval: PATH, else best.pt, else the newest good; no lock
 };
 
-// Collective. Throws on every rank alike when rank 0 cannot decide (the lock is held by another
-// job: ConfigError; no usable checkpoint: CheckpointError).
+// Collective. Rank 0 waits up to a minute for a tool (`trainer ckpt clean`) holding the run
+// directory's lock. Throws on every rank alike when rank 0 cannot decide (the lock is held by
+// another job: RunDirectoryBusy; no usable checkpoint: CheckpointError).
 ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, const ResumeOptions& options);
 
 // "epoch E, step S" of a loaded checkpoint, for messages.

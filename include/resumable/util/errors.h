@@ -12,6 +12,7 @@ namespace exit_code {
 constexpr int kDone = 0;
 constexpr int kRuntimeError = 1;   // a bug, a dead peer, an unreadable checkpoint, ...
 constexpr int kBadInput = 2;       // bad config, flag or dataset: rerunning will not help
+constexpr int kRunDirectoryBusy = 69;  // another job holds the run directory's lock: retry later
 constexpr int kSaveFailed = 74;    // a checkpoint could not be written (disk full, read-only, ...)
 constexpr int kStoppedBySignal = 75;  // SIGTERM/SIGINT/SIGUSR1: saved, resume to continue (requeue)
 }  // namespace exit_code
@@ -24,6 +25,14 @@ class ConfigError : public std::runtime_error {
 
 // Bad or missing dataset (exit 2).
 class DataError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The run directory's lock is held by another job, or by a tool for longer than a job waits for
+// it (exit 69, sysexits' EX_UNAVAILABLE). Nothing is wrong with the run: the launch scripts retry
+// after a pause, and it starts once the holder has let go.
+class RunDirectoryBusy : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
