@@ -51,6 +51,11 @@ LockHolder parse_holder(const std::string& text) {
   return h;
 }
 
+std::string busy_message(const std::string& run_dir, const std::string& path, const LockHolder& h) {
+  return run_dir + " is in use by another job (" + (h.host.empty() ? std::string("holder unknown") : h.describe()) +
+         ", lock " + path + "): stop that job first, or give this one another --run-dir";
+}
+
 }  // namespace
 
 std::string LockHolder::describe() const {
@@ -71,11 +76,7 @@ RunDirectoryLock::RunDirectoryLock(const std::string& run_dir) : path_(run_dir +
     LockHolder h = parse_holder(read_all(fd_));
     ::close(fd_);
     fd_ = -1;
-    if (err == EWOULDBLOCK) {
-      throw ConfigError(run_dir + " is in use by another job (" +
-                        (h.host.empty() ? std::string("holder unknown") : h.describe()) + ", lock " + path_ +
-                        "): stop that job first, or give this one another --run-dir");
-    }
+    if (err == EWOULDBLOCK) throw ConfigError(busy_message(run_dir, path_, h));
     throw ConfigError(path_ + ": cannot lock the run directory: " + std::strerror(err));
   }
   // Ours now. A holder the file still names let go without clearing it: it crashed or was killed.
@@ -88,6 +89,36 @@ RunDirectoryLock::RunDirectoryLock(const std::string& run_dir) : path_(run_dir +
     release();
     throw ConfigError(path_ + ": cannot write the lock holder: " + std::strerror(err));
   }
+}
+
+LockProbe RunDirectoryLock::probe(const std::string& run_dir) {
+  LockProbe p;
+  const std::string path = run_dir + "/.lock";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT) {
+      p.exists = true;
+      p.refusal = path + ": cannot open the run directory's lock file: " + std::strerror(errno);
+    }
+    return p;
+  }
+  p.exists = true;
+  if (::access(path.c_str(), W_OK) != 0) {  // a start opens it for writing
+    p.refusal = path + ": cannot open the run directory's lock file: " + std::strerror(errno);
+    ::close(fd);
+    return p;
+  }
+  if (::flock(fd, LOCK_SH | LOCK_NB) == 0) {
+    ::flock(fd, LOCK_UN);
+  } else if (errno == EWOULDBLOCK) {
+    p.held = true;
+  } else {
+    p.refusal = path + ": cannot lock the run directory: " + std::strerror(errno);
+  }
+  p.holder = parse_holder(read_all(fd));
+  ::close(fd);
+  if (p.held) p.refusal = busy_message(run_dir, path, p.holder);
+  return p;
 }
 
 void RunDirectoryLock::release() {
