@@ -24,6 +24,7 @@
 #include "resumable/distributed/launch_env.h"
 #include "resumable/util/log.h"
 #include "resumable/util/signals.h"
+#include "resumable/training/dry_run.h"
 #include "resumable/training/run_plan.h"
 #include "resumable/training/trainer.h"
 
@@ -106,10 +107,7 @@ int run(int argc, char** argv) {
   }
   TrainConfig base = cli.config_path ? load_config_file(*cli.config_path) : TrainConfig{};
   TrainConfig cfg = apply_overrides(base, cli);
-  if (cli.print_config) {
-    std::cout << config_to_json(cfg).dump(2) << "\n";
-    return exit_code::kDone;
-  }
+  if (cli.print_config || cli.dry_run) return dry_run(cfg, cli);  // rank 0 answers; nothing is written
   LaunchEnv env = detect_launch_env(process_env());
   init_logging(env.rank, env.world_size);
   if (cli.debug) enter_debug_mode(cfg, env);

@@ -197,12 +197,17 @@ std::vector<std::string> CheckpointManager::prune(int64_t newest_step, bool room
   return removed;
 }
 
-std::string CheckpointManager::set_aside() {
+std::string CheckpointManager::set_aside_target() const {
   char stamp[32];
   std::time_t now = std::time(nullptr);
   std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
   std::string target = dir_ + ".old-" + stamp;
   for (int i = 1; exists(target); ++i) target = dir_ + ".old-" + stamp + "-" + std::to_string(i);
+  return target;
+}
+
+std::string CheckpointManager::set_aside() {
+  const std::string target = set_aside_target();
   if (::rename(dir_.c_str(), target.c_str()) != 0)
     throw SaveError(dir_ + ": cannot move aside to " + target + ": " + std::strerror(errno), errno);
   fsync_directory(parent_directory(dir_));  // the rename lives in the parent

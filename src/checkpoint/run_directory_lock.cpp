@@ -67,6 +67,11 @@ std::string seconds_text(std::chrono::steady_clock::duration d) {
   return buf;
 }
 
+std::string busy_message(const std::string& run_dir, const std::string& path, const LockHolder& h) {
+  return run_dir + " is in use by another job (" + (h.host.empty() ? std::string("holder unknown") : h.describe()) +
+         ", lock " + path + "): stop that job first, or give this one another --run-dir";
+}
+
 }  // namespace
 
 std::string LockHolder::describe() const {
@@ -109,9 +114,7 @@ RunDirectoryLock::RunDirectoryLock(const std::string& run_dir, const RunDirector
       throw RunDirectoryBusy(run_dir + " is in use by " + h.describe() + " (lock " + path_ + ")" +
                              (said_so ? ", still after " + seconds_text(waited) : std::string()) +
                              ": try again once it has finished");
-    throw RunDirectoryBusy(run_dir + " is in use by another job (" +
-                           (h.host.empty() ? std::string("holder unknown") : h.describe()) + ", lock " + path_ +
-                           "): stop that job first, or give this one another --run-dir");
+    throw RunDirectoryBusy(busy_message(run_dir, path_, h));
   }
   if (said_so) log_info(path_ + ": the tool let go; took the lock after " + seconds_text(Clock::now() - start));
   // Ours now. A holder the file still names let go without clearing it: it crashed or was killed.
@@ -127,6 +130,36 @@ RunDirectoryLock::RunDirectoryLock(const std::string& run_dir, const RunDirector
     release();
     throw ConfigError(path_ + ": cannot write the lock holder: " + std::strerror(err));
   }
+}
+
+LockProbe RunDirectoryLock::probe(const std::string& run_dir) {
+  LockProbe p;
+  const std::string path = run_dir + "/.lock";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT) {
+      p.exists = true;
+      p.refusal = path + ": cannot open the run directory's lock file: " + std::strerror(errno);
+    }
+    return p;
+  }
+  p.exists = true;
+  if (::access(path.c_str(), W_OK) != 0) {  // a start opens it for writing
+    p.refusal = path + ": cannot open the run directory's lock file: " + std::strerror(errno);
+    ::close(fd);
+    return p;
+  }
+  if (::flock(fd, LOCK_SH | LOCK_NB) == 0) {
+    ::flock(fd, LOCK_UN);
+  } else if (errno == EWOULDBLOCK) {
+    p.held = true;
+  } else {
+    p.refusal = path + ": cannot lock the run directory: " + std::strerror(errno);
+  }
+  p.holder = parse_holder(read_all(fd));
+  ::close(fd);
+  if (p.held) p.refusal = busy_message(run_dir, path, p.holder);
+  return p;
 }
 
 void RunDirectoryLock::release() {

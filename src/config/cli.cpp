@@ -30,6 +30,7 @@ cxxopts::Options make_options() {
       ("debug", "debugging run (one process, no launcher needed): deterministic algorithms, autograd anomaly "
                 "detection, evaluation on 256 words, saves in the training thread, a progress line every 10 steps")
       ("print-config", "print the resolved config as JSON and exit")
+      ("dry-run", "print what a start would do (config, resume plan, schedule, deadline) and exit 0; writes nothing")
       ("h,help", "show this help")
       ("version", "print the trainer version");
   for (const auto& f : config_fields()) {
@@ -101,6 +102,7 @@ CliArgs parse_cli(int argc, const char* const* argv) {
     args.version = result.count("version") > 0;
     args.eval = result.count("eval") > 0;
     args.print_config = result.count("print-config") > 0;
+    args.dry_run = result.count("dry-run") > 0;
     args.debug = result.count("debug") > 0;
     if (result.count("config")) args.config_path = result["config"].as<std::string>();
     if (result.count("ensemble")) {

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <unistd.h>
 
+#include "resumable/util/errors.h"
 #include "resumable/util/log.h"
 
 #include "resumable/checkpoint/checkpoint_manager.h"
@@ -39,7 +40,9 @@ std::string absolute(const std::string& path) {
 struct Decision {
   ResumePlan::Kind kind = ResumePlan::Kind::kFresh;
   std::optional<LoadedCheckpoint> loaded;  // rank 0's copy
-  std::string set_aside_to;                // where an earlier run's checkpoints were moved
+  std::string set_aside_to;                // where an earlier run's checkpoints were moved (dry: would be)
+  std::vector<std::string> skipped;        // damaged checkpoints passed over
+  bool would_ask = false;                  // dry: a start on this terminal would ask first
 };
 
 void check(const LoadedCheckpoint& ck) { verify_checkpoint(ck); }
@@ -53,7 +56,8 @@ LoadedCheckpoint load_verified(const std::string& path) {
 // --resume PATH. A restart with the same flags (a restart wrapper, a requeue, torchrun's
 // --max-restarts) must not rewind the progress made since: once this run has saved checkpoints
 // whose history holds a resume from PATH, the newest good one of those is where to go on.
-LoadedCheckpoint resume_path(const CheckpointManager& manager, const std::string& from) {
+LoadedCheckpoint resume_path(const CheckpointManager& manager, const std::string& from,
+                             std::vector<std::string>& skipped) {
   std::string checksum;
   std::optional<LoadedCheckpoint> given;
   std::optional<CheckpointError> given_error;
@@ -66,7 +70,6 @@ LoadedCheckpoint resume_path(const CheckpointManager& manager, const std::string
   // Identity is the checksum while PATH can be read; only a PATH that is gone is matched by its name
   // (a name can have held other files before).
   const std::string name = given ? "" : absolute(from);
-  std::vector<std::string> skipped;
   auto descendant = manager.load_newest_good(skipped, check, [&](const CheckpointFile& f) {
     return f.meta && f.meta->descends_from(checksum, name);
   });
@@ -80,8 +83,9 @@ LoadedCheckpoint resume_path(const CheckpointManager& manager, const std::string
   return std::move(*given);
 }
 
-// Rank 0 alone: look at the files and decide. Throws the error every rank will report.
-Decision decide(const TrainConfig& cfg, bool for_evaluation) {
+// Rank 0 alone: look at the files and decide. Throws the error every rank will report. `dry`
+// (--dry-run): moves nothing aside and asks nothing, only says so in the decision.
+Decision decide(const TrainConfig& cfg, bool for_evaluation, bool dry) {
   CheckpointManager manager(cfg.resolved_run_dir() + "/checkpoints", {});
   const std::string& from = cfg.resume_from;
   Decision d;
@@ -102,7 +106,7 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation) {
   }
   if (from != "auto" && from != "never") {
     d.kind = ResumePlan::Kind::kResume;
-    d.loaded = resume_path(manager, from);
+    d.loaded = resume_path(manager, from, d.skipped);
     return d;
   }
   bool has = manager.has_checkpoints();
@@ -110,19 +114,23 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation) {
     if (!cfg.force)
       throw ConfigError(manager.dir() + " already holds checkpoints: use --resume auto to continue that run, or "
                         "--force to move them aside and start over");
-    d.set_aside_to = manager.set_aside();
-    log::warn("--resume never --force: moved {} aside to {}", manager.dir(), d.set_aside_to);
+    if (dry) {
+      d.set_aside_to = manager.set_aside_target();
+    } else {
+      d.set_aside_to = manager.set_aside();
+      log::warn("--resume never --force: moved {} aside to {}", manager.dir(), d.set_aside_to);
+    }
     has = false;
   }
   if (from == "auto" && has) {
-    std::vector<std::string> skipped;
-    auto good = manager.load_newest_good(skipped, check);
-    for (const auto& why : skipped) log::warn("skipping unreadable checkpoint: {}", why);
+    auto good = manager.load_newest_good(d.skipped, check);
+    for (const auto& why : d.skipped) log::warn("skipping unreadable checkpoint: {}", why);
     if (!good)
-      throw CheckpointError(manager.dir() + ": no readable checkpoint (" + std::to_string(skipped.size()) +
+      throw CheckpointError(manager.dir() + ": no readable checkpoint (" + std::to_string(d.skipped.size()) +
                             " damaged); to start over instead: --resume never --force");
-    if (!skipped.empty()) log::warn("falling back to the newest good checkpoint: {}", good->path);
-    if (interactive() && !ask_yes("Resume from " + good->path + " (" + position_text(*good) + ")?")) {
+    if (!d.skipped.empty()) log::warn("falling back to the newest good checkpoint: {}", good->path);
+    d.would_ask = dry && interactive();
+    if (!dry && interactive() && !ask_yes("Resume from " + good->path + " (" + position_text(*good) + ")?")) {
       d.set_aside_to = manager.set_aside();
       log::warn("not resuming: moved {} aside to {}", manager.dir(), d.set_aside_to);
     } else {
@@ -136,6 +144,19 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation) {
     d.loaded = load_verified(cfg.init_from);
   }
   return d;
+}
+
+// Rank 0, training: this launch's segment and the timeline of resumes its saves carry on.
+void note_lineage(const TrainConfig& cfg, const Decision& d, ResumePlan& plan) {
+  plan.checkpoints_set_aside = d.set_aside_to;
+  // This launch sorts after every file it could see; its saves carry the timeline's resumes.
+  CheckpointManager manager(cfg.resolved_run_dir() + "/checkpoints", {});
+  plan.segment = manager.highest_segment() + 1;
+  if (d.kind == ResumePlan::Kind::kResume && d.loaded->meta) {
+    plan.segment = std::max(plan.segment, d.loaded->meta->segment + 1);
+    plan.resumed_from = d.loaded->meta->resumed_from;
+  }
+  if (d.kind == ResumePlan::Kind::kResume) plan.resumed_from.push_back({d.loaded->checksum, absolute(d.loaded->path)});
 }
 
 // Kind codes on the wire.
@@ -168,7 +189,7 @@ ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, const ResumeOp
           log::warn("{}: took over the run directory's lock left by {}, which ended without releasing it "
                     "(crashed or killed)", plan.lock->path(), plan.lock->taken_over_from());
       }
-      d = decide(cfg, options.for_evaluation);
+      d = decide(cfg, options.for_evaluation, /*dry=*/false);
       char kind = d.kind == ResumePlan::Kind::kFresh ? kFresh : d.kind == ResumePlan::Kind::kResume ? kResume : kInit;
       return std::string(1, kind) + (d.loaded ? d.loaded->path : "");
     } catch (const RunDirectoryBusy& e) {
@@ -188,17 +209,7 @@ ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, const ResumeOp
   if (kind == kCheckpointErr) throw CheckpointError(rest);
   if (kind == kOtherErr) throw std::runtime_error(rest);
 
-  if (dist.is_main() && !options.for_evaluation) {
-    plan.checkpoints_set_aside = d.set_aside_to;
-    // This launch sorts after every file it could see; its saves carry the timeline's resumes.
-    CheckpointManager manager(cfg.resolved_run_dir() + "/checkpoints", {});
-    plan.segment = manager.highest_segment() + 1;
-    if (d.kind == ResumePlan::Kind::kResume && d.loaded->meta) {
-      plan.segment = std::max(plan.segment, d.loaded->meta->segment + 1);
-      plan.resumed_from = d.loaded->meta->resumed_from;
-    }
-    if (d.kind == ResumePlan::Kind::kResume) plan.resumed_from.push_back({d.loaded->checksum, absolute(d.loaded->path)});
-  }
+  if (dist.is_main() && !options.for_evaluation) note_lineage(cfg, d, plan);
   if (kind == kFresh) return plan;
   plan.kind = kind == kResume ? ResumePlan::Kind::kResume : ResumePlan::Kind::kInitFrom;
   // Every rank loads the same file (each may take long); rank 0 confirms they all hold the same bytes.
@@ -220,6 +231,40 @@ ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, const ResumeOp
       throw CheckpointError(rest + ": not every rank read the same checkpoint (rank " + std::to_string(r) + ": " +
                             (checksums[r].rfind('!', 0) == 0 ? checksums[r].substr(1) : "another checksum") +
                             "); is the run directory on a file system all nodes share?");
+  return plan;
+}
+
+Refusal refusal_of(const std::exception& e) {
+  std::string message = e.what();
+  if (auto nl = message.find('\n'); nl != std::string::npos) message.resize(nl);
+  int code = exit_code::kRuntimeError;
+  if (dynamic_cast<const ConfigError*>(&e) || dynamic_cast<const DataError*>(&e)) code = exit_code::kBadInput;
+  if (dynamic_cast<const SaveError*>(&e)) code = exit_code::kSaveFailed;
+  if (dynamic_cast<const RunDirectoryBusy*>(&e)) code = exit_code::kRunDirectoryBusy;
+  return {message, code};
+}
+
+ResumePlan preview_resume(const TrainConfig& cfg, const ResumeOptions& options, ResumePreview& preview) {
+  ResumePlan plan;
+  if (!options.for_evaluation) {
+    preview.lock = RunDirectoryLock::probe(cfg.resolved_run_dir());
+    // A held lock is exit 69 (the launchers retry it; a tool's is waited for first); another
+    // problem with the lock file is a bad --run-dir.
+    if (!preview.lock.refusal.empty())
+      preview.refusal = Refusal{preview.lock.refusal, preview.lock.held ? exit_code::kRunDirectoryBusy : exit_code::kBadInput};
+  }
+  // A start stops at a held lock; the decision it would make once the lock is free is still shown.
+  try {
+    Decision d = decide(cfg, options.for_evaluation, /*dry=*/true);
+    preview.decided = true;
+    preview.skipped = d.skipped;
+    preview.would_ask = d.would_ask;
+    if (!options.for_evaluation) note_lineage(cfg, d, plan);
+    plan.kind = d.kind;
+    plan.checkpoint = std::move(d.loaded);
+  } catch (const std::exception& e) {
+    if (!preview.refusal) preview.refusal = refusal_of(e);
+  }
   return plan;
 }
 

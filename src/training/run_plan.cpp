@@ -30,31 +30,26 @@ std::string run_dir_for(const TrainConfig& cfg, const CliArgs& cli) {
   return cfg.resolved_run_dir();
 }
 
-}  // namespace
+// The config the run uses, once the checkpoint is known: the saved one is the base when no
+// --config was given.
+void settle_config(RunPlan& plan, const CliArgs& cli) {
+  if (!plan.resume.checkpoint) return;
+  plan.saved_config = saved_config(*plan.resume.checkpoint, &plan.notes);
+  if (cli.config_path) return;
+  TrainConfig base = *plan.saved_config;
+  for (const auto& f : config_fields())  // per-invocation fields never come from the file
+    if (f.role == FieldRole::kInvocation) std::visit([&](auto m) { base.*m = TrainConfig{}.*m; }, f.member);
+  base.name = plan.config.name;
+  plan.config = apply_overrides(base, cli);
+  plan.config.run_dir = plan.run_dir;
+}
 
-RunPlan plan_run(TrainConfig cfg, const CliArgs& cli, Distributed& dist) {
-  RunPlan plan;
-  plan.evaluate_only = cli.eval;
-  plan.ensemble = cli.ensemble;
-  plan.run_dir = run_dir_for(cfg, cli);
-  cfg.run_dir = plan.run_dir;
-  plan.resume = plan_resume(cfg, dist, ResumeOptions{cli.eval});
-  plan.config = std::move(cfg);
-  if (!plan.resume.checkpoint) return plan;
-
-  // The saved config is the base when no --config was given; otherwise the two are compared:
-  // architecture or data differences are an error, others are warnings or re-plans (the Trainer).
+// Throws what a checkpoint that does not fit the config stops the run with: architecture or data
+// differences are an error, others are warnings or re-plans (the Trainer).
+void refuse_misfit(const RunPlan& plan, const CliArgs& cli) {
+  if (!plan.resume.checkpoint) return;
   const LoadedCheckpoint& ck = *plan.resume.checkpoint;
-  plan.saved_config = saved_config(ck, &plan.notes);
   const TrainConfig& saved = *plan.saved_config;
-  if (!cli.config_path) {
-    TrainConfig base = saved;
-    for (const auto& f : config_fields())  // per-invocation fields never come from the file
-      if (f.role == FieldRole::kInvocation) std::visit([&](auto m) { base.*m = TrainConfig{}.*m; }, f.member);
-    base.name = plan.config.name;
-    plan.config = apply_overrides(base, cli);
-    plan.config.run_dir = plan.run_dir;
-  }
   const bool resuming = plan.resume.kind == ResumePlan::Kind::kResume && !cli.eval;
   // Another global batch regroups every later sample, so the resume proof would refuse it after the
   // whole load: say so now, before the data and the model are built.
@@ -76,7 +71,54 @@ RunPlan plan_run(TrainConfig cfg, const CliArgs& cli, Distributed& dist) {
     throw CheckpointError(ck.path + ": does not fit this config (" + list_text(errors) +
                           "); resume with the saved values, pass --allow-data-drift if new data or a new seed is intended, or start a "
                           "new run (--init-from loads weights only)");
+}
+
+RunPlan new_plan(TrainConfig& cfg, const CliArgs& cli) {
+  RunPlan plan;
+  plan.evaluate_only = cli.eval;
+  plan.ensemble = cli.ensemble;
+  plan.run_dir = run_dir_for(cfg, cli);
+  cfg.run_dir = plan.run_dir;
   return plan;
+}
+
+}  // namespace
+
+RunPlan plan_run(TrainConfig cfg, const CliArgs& cli, Distributed& dist) {
+  RunPlan plan = new_plan(cfg, cli);
+  plan.resume = plan_resume(cfg, dist, ResumeOptions{cli.eval});
+  plan.config = std::move(cfg);
+  settle_config(plan, cli);
+  refuse_misfit(plan, cli);
+  return plan;
+}
+
+RunPlan preview_run(TrainConfig cfg, const CliArgs& cli, ResumePreview& preview) {
+  RunPlan plan = new_plan(cfg, cli);
+  plan.resume = preview_resume(cfg, ResumeOptions{cli.eval}, preview);
+  plan.config = std::move(cfg);
+  try {
+    settle_config(plan, cli);
+    refuse_misfit(plan, cli);
+  } catch (const std::exception& e) {
+    if (!preview.refusal) preview.refusal = refusal_of(e);
+  }
+  return plan;
+}
+
+std::vector<std::string> resume_changes(const TrainConfig& saved, const TrainConfig& cfg) {
+  std::vector<std::string> notes;
+  for (const auto& d : diff_configs(saved, cfg)) {
+    if (d.role == FieldRole::kData && cfg.allow_data_drift)
+      notes.push_back(d.field + " " + d.saved + " -> " + d.given + " (--allow-data-drift)");
+    if (d.role == FieldRole::kTuning || d.role == FieldRole::kSchedule)
+      notes.push_back(d.field + " " + d.saved + " -> " + d.given +
+                      (d.field.rfind("warmup", 0) == 0 ? " (ignored: the saved warmup is kept)"
+                       : d.field == "epochs" && cfg.time_budget_minutes > 0
+                           ? " (ignored: the time budget fits the epochs)"
+                           : ""));
+  }
+  return notes;
 }
 
 }  // namespace resumable

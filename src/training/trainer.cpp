@@ -464,17 +464,7 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   const int64_t saved_world = StateReader(ck.root, ck.path)[ckpt_key::kWorldSize].to_int();
 
   // --- what changed since the checkpoint
-  std::vector<std::string> notes;
-  for (const auto& d : diff_configs(saved, cfg_)) {
-    if (d.role == FieldRole::kData && cfg_.allow_data_drift)
-      notes.push_back(d.field + " " + d.saved + " -> " + d.given + " (--allow-data-drift)");
-    if (d.role == FieldRole::kTuning || d.role == FieldRole::kSchedule)
-      notes.push_back(d.field + " " + d.saved + " -> " + d.given +
-                      (d.field.rfind("warmup", 0) == 0 ? " (ignored: the saved warmup is kept)"
-                       : d.field == "epochs" && cfg_.time_budget_minutes > 0
-                           ? " (ignored: the time budget fits the epochs)"
-                           : ""));
-  }
+  std::vector<std::string> notes = resume_changes(saved, cfg_);
   if (cfg_.batch_size != saved.batch_size) sampler_->set_batch_size(cfg_.batch_size);
   if (cfg_.lr != saved.lr || cfg_.min_lr != saved.min_lr) schedule_.rescale_lr(cfg_.lr, cfg_.min_lr);
   for (auto& g : optimizer_->param_groups()) {

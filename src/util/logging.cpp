@@ -8,14 +8,14 @@
 
 namespace resumable {
 
-void init_logging(int rank, int world_size) {
+void init_logging(int rank, int world_size, LogOptions options) {
   spdlog::drop("trainer");
-  auto logger = spdlog::stdout_logger_mt("trainer");
+  auto logger = options.to_stderr ? spdlog::stderr_logger_mt("trainer") : spdlog::stdout_logger_mt("trainer");
   logger->set_pattern("[%Y-%m-%d %H:%M:%S] [rank " + std::to_string(rank) + "/" + std::to_string(world_size) +
                       "] %^%l%$: %v");
   const char* all = std::getenv("RESUMABLE_LOG_ALL_RANKS");
   bool verbose = rank == 0 || (all && std::string(all) == "1");
-  logger->set_level(verbose ? spdlog::level::info : spdlog::level::warn);
+  logger->set_level(options.errors_only ? spdlog::level::err : verbose ? spdlog::level::info : spdlog::level::warn);
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
 }

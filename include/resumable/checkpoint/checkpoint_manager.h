@@ -92,6 +92,8 @@ class CheckpointManager {
   std::vector<std::string> prunable(int64_t newest_step, bool room_for_one = false) const;
   // Moves the checkpoint directory aside (--resume never --force); returns its new name.
   std::string set_aside();
+  // The name set_aside() would move it to now ("checkpoints.old-YYYYMMDD-HHMMSS"; --dry-run).
+  std::string set_aside_target() const;
 
  private:
   std::string dir_;

@@ -31,6 +31,15 @@ struct RunDirectoryLockOptions {
   std::chrono::milliseconds tool_wait{0};
 };
 
+// The lock as it stands, looked at without taking it (--dry-run): nothing is created or written.
+struct LockProbe {
+  bool exists = false;  // RUN_DIR/.lock is there
+  bool held = false;    // another process holds it now: a start would be refused
+  LockHolder holder;    // whom the file names (empty host: nobody): the holder when held, else one
+                        // that ended without releasing it, whose lock a start takes over
+  std::string refusal;  // what a start would stop with (held, or the file cannot be opened); "" if none
+};
+
 class RunDirectoryLock {
  public:
   // Creates `run_dir` if needed and takes the lock. When a tool holds it, waits up to
@@ -41,6 +50,9 @@ class RunDirectoryLock {
   ~RunDirectoryLock() { release(); }
   // Clears the holder record and drops the lock. The file stays: removing it would race a new holder.
   void release();
+  // Whether a start could take the lock now, and whom the file names. Takes a shared lock for an
+  // instant (it fails exactly while a holder has the exclusive one) and writes nothing.
+  static LockProbe probe(const std::string& run_dir);
   RunDirectoryLock(const RunDirectoryLock&) = delete;
   RunDirectoryLock& operator=(const RunDirectoryLock&) = delete;
 

@@ -1,5 +1,5 @@
 // The command line: `trainer [--config FILE] [--KEY VALUE ...] [--eval [--ensemble FILES]] [--debug]
-// [--print-config]`.
+// [--print-config] [--dry-run]`.
 // Every config key is a flag (generated from the config field table); parsing only collects the
 // overrides, so they can be applied over whichever base config the run ends up using (a file, the
 // embedded defaults, or the config saved in the checkpoint being resumed).
@@ -20,6 +20,7 @@ struct CliArgs {
   bool eval = false;          // --eval: report metrics of a checkpoint on the test split
   std::vector<std::string> ensemble;  // --ensemble A,B: with --eval, checkpoints decoding with it
   bool print_config = false;  // --print-config: print the resolved config as JSON and exit
+  bool dry_run = false;       // --dry-run: print what a start would do and exit, writing nothing
   bool debug = false;         // --debug: deterministic kernels, anomaly detection, small eval
   bool help = false;
   bool version = false;

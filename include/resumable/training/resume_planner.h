@@ -45,6 +45,29 @@ struct ResumeOptions {
 // another job: RunDirectoryBusy; no usable checkpoint: CheckpointError).
 ResumePlan plan_resume(const TrainConfig& cfg, Distributed& dist, const ResumeOptions& options);
 
+// Where a start would stop, as main() reports it: the one-line message and the exit code.
+struct Refusal {
+  std::string message;
+  int exit_code = 1;
+};
+// The refusal an error of the planning stands for (ConfigError and DataError 2, SaveError 74, 1 else).
+Refusal refusal_of(const std::exception& e);
+
+// What --dry-run shows of the decision besides the plan.
+struct ResumePreview {
+  LockProbe lock;                    // the run directory's lock as it is (not taken)
+  bool decided = false;              // the files were read and a start would go this way
+  bool would_ask = false;            // on this terminal a start asks before it resumes
+  std::vector<std::string> skipped;  // damaged checkpoints a start passes over
+  std::optional<Refusal> refusal;    // the first thing a start would stop at
+};
+
+// plan_resume's decision as this process alone makes it, changing nothing on disk (--dry-run,
+// --print-config): the lock is only probed (held: a refusal), checkpoints a start would move aside
+// stay (`checkpoints_set_aside` names where they would go), no terminal is asked, and whatever a
+// start would stop at is `preview.refusal` instead of an exception. The plan holds no lock.
+ResumePlan preview_resume(const TrainConfig& cfg, const ResumeOptions& options, ResumePreview& preview);
+
 // "epoch E, step S" of a loaded checkpoint, for messages.
 std::string position_text(const LoadedCheckpoint& ck);
 

@@ -30,4 +30,13 @@ struct RunPlan {
 // checkpoint, a checkpoint whose architecture or data does not fit the given config).
 RunPlan plan_run(TrainConfig cfg, const CliArgs& cli, Distributed& dist);
 
+// plan_run as this process alone works it out, changing nothing on disk (--dry-run,
+// --print-config; resume_planner.h's preview_resume): whatever a start would stop at is
+// `preview.refusal` (the first), and the plan holds what was settled up to there.
+RunPlan preview_run(TrainConfig cfg, const CliArgs& cli, ResumePreview& preview);
+
+// What a resume with `cfg` changes from the `saved` config, one note per field ("epochs 2 -> 3"):
+// the Trainer logs them as it restores, --dry-run shows them.
+std::vector<std::string> resume_changes(const TrainConfig& saved, const TrainConfig& cfg);
+
 }  // namespace resumable

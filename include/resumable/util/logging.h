@@ -8,7 +8,11 @@
 
 namespace resumable {
 
-void init_logging(int rank, int world_size);
+struct LogOptions {
+  bool to_stderr = false;    // for commands whose stdout is their answer (--dry-run's plan)
+  bool errors_only = false;  // nothing below an error (--print-config: its JSON is all it prints)
+};
+void init_logging(int rank, int world_size, LogOptions options = {});
 bool logging_ready();
 void log_info(const std::string& message);
 void log_warn(const std::string& message);

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -140,4 +141,38 @@ TEST(RunDirectoryLock, AHolderThatNamesNobodyCountsAsAJob) {
   // A holder names itself right after it takes the lock: a moment's grace, not the tools' wait.
   EXPECT_LT(seconds_since(start), 3.0);
   ::close(fd);
+}
+
+TEST(RunDirectoryLock, AProbeSeesTheHolderAndChangesNothing) {
+  auto dir = fresh_dir("probe");
+  EXPECT_FALSE(RunDirectoryLock::probe(dir).exists);
+  EXPECT_NE(::access(dir.c_str(), F_OK), 0) << "the probe created the run directory";
+  const std::string lock = dir + "/.lock";
+  {
+    RunDirectoryLock holder(dir);
+    struct stat before {};
+    ASSERT_EQ(::stat(lock.c_str(), &before), 0);
+    const std::string record = read(lock);
+    LockProbe p = RunDirectoryLock::probe(dir);
+    EXPECT_TRUE(p.exists && p.held);
+    EXPECT_EQ(p.holder.pid, ::getpid());
+    EXPECT_NE(p.refusal.find(dir + " is in use by another job (pid " + std::to_string(::getpid())), std::string::npos)
+        << p.refusal;
+    struct stat after {};
+    ASSERT_EQ(::stat(lock.c_str(), &after), 0);
+    EXPECT_EQ(read(lock), record);
+    EXPECT_EQ(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+    EXPECT_EQ(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+  }
+  LockProbe free = RunDirectoryLock::probe(dir);
+  EXPECT_TRUE(free.exists);
+  EXPECT_FALSE(free.held);
+  EXPECT_TRUE(free.refusal.empty() && free.holder.host.empty());
+  // A record left by a killed holder is named, and the probe leaves the lock to be taken over.
+  std::ofstream(lock) << R"({"host":"node7","pid":4242,"since":"2026-01-01 00:00:00"})";
+  LockProbe stale = RunDirectoryLock::probe(dir);
+  EXPECT_FALSE(stale.held);
+  EXPECT_EQ(stale.holder.describe(), "pid 4242 on host node7 since 2026-01-01 00:00:00");
+  RunDirectoryLock taker(dir);
+  EXPECT_EQ(taker.taken_over_from(), "pid 4242 on host node7 since 2026-01-01 00:00:00");
 }
