@@ -120,7 +120,8 @@ std::string config_list_title(const std::string& dir) {
 
 std::string cli_help_text() {
   HelpPage page;
-  page.usage = "trainer [--config FILE] [--KEY VALUE ...] [--eval [--ensemble FILES]] [--debug] [--print-config]\n"
+  page.usage = "trainer [--config FILE] [--KEY VALUE ...] [--eval [--ensemble FILES]] [--debug]\n"
+               "               [--print-config]\n"
                "       trainer ckpt SUBCOMMAND ...  |  trainer predict ...";
   page.about = kAbout;
   HelpGroup run{"Run", {}};

@@ -135,6 +135,21 @@ TEST(Cli, HelpGroupsTheKeysByTopic) {
   EXPECT_NE(help.find("does not shorten the LR schedule"), std::string::npos);  // max_steps
 }
 
+TEST(Cli, HelpNamesTheRenamedKeysAndTheShippedConfigs) {
+  const std::string help = cli_help_text();
+  EXPECT_NE(help.find("limit_words->max_train_words"), std::string::npos);
+  EXPECT_NE(help.find("resume_from->resume"), std::string::npos);
+  EXPECT_EQ(help.find("--limit-words"), std::string::npos);  // old flags work but are not advertised
+  // base_tests runs from build/: configs/ beside its folder is the clone's.
+  const std::string dir = shipped_configs_dir();
+  ASSERT_FALSE(dir.empty());
+  for (const auto& c : list_config_files(dir)) {
+    EXPECT_NE(help.find("\n  " + c.name + " "), std::string::npos) << c.name;
+    EXPECT_NE(c.description.find_first_not_of(' '), std::string::npos) << c.name;
+    EXPECT_NE(c.description, "(no description)") << c.name;
+  }
+}
+
 TEST(Cli, BooleansTakeNoKeyAndEqualsFalse) {
   EXPECT_FALSE(apply_overrides(TrainConfig{}, parse({"--no-async-save"})).async_save);
   EXPECT_FALSE(apply_overrides(TrainConfig{}, parse({"--async-save=false"})).async_save);
@@ -196,5 +211,13 @@ TEST(HelpText, GroupsWrapBesideTheirFlags) {
     end = text.find('\n', start);
     const std::string line = text.substr(start, end - start);
     if (line.find(std::string(150, 'x')) == std::string::npos) EXPECT_LE(line.size(), 100u) << line;
+  }
+}
+
+TEST(Cli, HelpFitsInOneHundredColumns) {
+  const std::string help = cli_help_text();
+  for (size_t start = 0, end; start < help.size(); start = end + 1) {
+    end = help.find('\n', start);
+    EXPECT_LE(end - start, 100u) << help.substr(start, end - start);
   }
 }

@@ -241,3 +241,16 @@ TEST(Config, ADescriptionIsAcceptedAndIgnored) {
   EXPECT_EQ(list[2].description, "(not valid JSON)");
 }
 
+TEST(Config, TheShippedConfigsLoadWithoutWarnings) {
+  const std::string dir = shipped_configs_dir();
+  ASSERT_FALSE(dir.empty());
+  auto list = list_config_files(dir);
+  EXPECT_GE(list.size(), 4u);
+  for (const auto& c : list) {
+    testing::internal::CaptureStderr();
+    TrainConfig cfg = load_config_file(c.path);
+    EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << c.name;
+    EXPECT_NO_THROW(validate(cfg, c.path));
+    EXPECT_EQ(cfg.name, c.name);
+  }
+}
