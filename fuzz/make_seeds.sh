@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 trainer=${1:-build/trainer}
 d=$(mktemp -d)
 "$trainer" --config configs/tiny.json --run-dir "$d" --d-model 8 --heads 1 --ff-dim 8 --encoder-layers 1 \
-  --decoder-layers 1 --limit-words 40 --batch-size 8 --eval-limit 10 --epochs 1 --save-every-steps 2 >/dev/null
+  --decoder-layers 1 --max-train-words 40 --batch-size 8 --max-eval-words 10 --epochs 1 --save-every-steps 2 >/dev/null
 # Mode byte 0: checked like the trainer does; 1: checksum skipped.
 for f in "$d"/checkpoints/step-*.pt; do
   n=$(basename "$f" .pt)

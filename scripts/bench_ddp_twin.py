@@ -176,7 +176,7 @@ def main():
     mine = sum(p.numel() for p in model.parameters())
     assert mine == args.parameters, f"the twin has {mine} parameters, trainer {args.parameters}: not the same model"
     # As trainer: gradients are views into the buckets.
-    ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=c["bucket_mb"], gradient_as_bucket_view=True)
+    ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=c["bucket_mib"], gradient_as_bucket_view=True)
     opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], betas=(c["adam_beta1"], c["adam_beta2"]),
                             eps=c["adam_eps"], weight_decay=c["weight_decay"])
     autocast = c["amp"] in ("bf16", "fp16")

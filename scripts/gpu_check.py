@@ -73,7 +73,7 @@ class Runner:
     def quality_args(self):
         """Check 7's flags: the dry run's stand-in for gpu.json's full data (few words, a small
         evaluation), then the recipe's own (--quality-flags)."""
-        return (["--limit-words", "3000", "--eval-limit", "200"] if self.dry else []) + self.quality_flags
+        return (["--max-train-words", "3000", "--max-eval-words", "200"] if self.dry else []) + self.quality_flags
 
     def tiny(self, run_dir, *extra):
         return ["--config", "configs/tiny.json", "--device", self.device, "--run-dir", f"{WORK}/{run_dir}", *extra]
@@ -125,20 +125,20 @@ def free_port():
 def check_nccl(r):
     rc, out, sec = r.run("2-torchrun", [r.python, "-m", "torch.distributed.run", "--nproc-per-node", "1",
                                          "--master-port", str(free_port()), "--no-python", r.trainer,
-                                         *r.tiny("c2", "--max-steps", "30", "--timeout-s", "30")], trainer=False)
+                                         *r.tiny("c2", "--max-steps", "30", "--timeout-seconds", "30")], trainer=False)
     backend = "NCCL (CUDA)" if r.device == "cuda" else "gloo"
     used = "process group gloo (CPU) + NCCL (CUDA)" in out if r.device == "cuda" else "process group gloo" in out
-    # --timeout-s: rank 0 of 2 whose partner never comes must give up after the timeout, with a
+    # --timeout-seconds: rank 0 of 2 whose partner never comes must give up after the timeout, with a
     # message, instead of hanging.
     limit = 10
-    rc2, out2, sec2 = r.run("2-timeout", r.tiny("c2t", "--timeout-s", limit),
+    rc2, out2, sec2 = r.run("2-timeout", r.tiny("c2t", "--timeout-seconds", limit),
                             env={"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
                                  "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
                                  "GLOO_SOCKET_IFNAME": "lo"}, timeout=120)
     last = [l for l in out2.splitlines() if l.strip()][-1:] or ["(no output)"]
     timed_out = rc2 != 0 and limit - 1 <= sec2 <= limit + 40
     ok = rc == 0 and used and timed_out
-    return ok, (f"torchrun, world size 1, {backend}: 30 steps, exit {rc} ({sec:.1f}s); --timeout-s {limit} with a "
+    return ok, (f"torchrun, world size 1, {backend}: 30 steps, exit {rc} ({sec:.1f}s); --timeout-seconds {limit} with a "
                 f"missing rank: exit {rc2} after {sec2:.1f}s: {last[0][-160:]}")
 
 
@@ -203,7 +203,7 @@ def check_cross_device(r):
 
 def check_debug(r):
     # 600 words: an epoch of about 10 steps, so that its validation (on at most 256 words) shows.
-    rc, out, sec = r.run("5-debug", r.tiny("c5", "--debug", "--limit-words", "600"))
+    rc, out, sec = r.run("5-debug", r.tiny("c5", "--debug", "--max-train-words", "600"))
     mode = "debug mode: deterministic algorithms, autograd anomaly detection" in out
     words = re.findall(r"validation: .*?\((\d+) words\)", out)
     ok = rc == 0 and mode

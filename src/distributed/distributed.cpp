@@ -263,7 +263,7 @@ std::vector<std::string> Distributed::gather_after(const std::string& what, cons
         } else if (now - last_sign[r] > timeout_) {
           throw std::runtime_error("rank " + std::to_string(r) + " stopped responding while " + what +
                                    " (no sign of life for " + std::to_string(timeout_.count() / 1000) +
-                                   " s, the --timeout-s)");
+                                   " s, the --timeout-seconds)");
         }
       }
       missing = still;

@@ -10,47 +10,93 @@
 #include <map>
 
 #include "resumable/util/errors.h"
+#include "resumable/util/help_text.h"
 
 namespace resumable {
 namespace {
 
-const char* kHelp =
-    "usage: trainer ckpt SUBCOMMAND [ARGS] [--json]\n"
-    "Checkpoint tools; each subcommand has --help, and --json prints one JSON document for scripts.\n"
-    "  list RUN_DIR|CKPT_DIR            one line per checkpoint: name, step, epoch, saved, size,\n"
-    "                                   validation loss/WER, marks (last, best, backup), OK or why damaged\n"
-    "  info FILE [--tensors]            position, LR, best metric, world size, histories, resume points,\n"
-    "                                   versions, config; --tensors adds every parameter's shape\n"
-    "  verify FILE... [--deep [--data F]]  checksum, layout, and that model and optimizer states load;\n"
-    "                                   --deep also recomputes the resume proof's probe loss on the CPU\n"
-    "                                   from the weights and the run's data; exit 0 only if all is good\n"
-    "  diff A B                         config fields, position and per-tensor max |a-b|;\n"
-    "                                   exit 0 identical, 1 different\n"
-    "  clean RUN_DIR --keep-last N [--keep-every M] [--dry-run]\n"
-    "                                   delete old numbered snapshots by training's retention rules\n"
-    "                                   (never last.pt, best.pt, backups or the newest), under the run lock\n"
-    "  backup FILE [DEST_DIR]           verified copy that retention never prunes\n"
-    "                                   (default: the file's folder/backup/, named by step and time)\n"
-    "  export FILE -o OUT --format safetensors|pt\n"
-    "                                   model weights (names as in the checkpoint's `model`) and\n"
-    "                                   OUT's .vocab.json beside them\n"
-    "Exit codes: 0 done, 1 a checkpoint is damaged or differs (diff), 2 bad arguments.\n";
+// One subcommand: its line in `trainer ckpt --help` and its own `--help` page.
+struct Subcommand {
+  std::string name;
+  std::string synopsis;  // after "trainer ckpt "
+  std::string summary;   // its line in the overview
+  std::string about;     // its own page: what it does
+  std::vector<HelpOption> options;
+  std::string exit_codes;
+};
 
-const std::map<std::string, const char*>& sub_help() {
-  static const std::map<std::string, const char*> h = {
-      {"list", "usage: trainer ckpt list RUN_DIR|CKPT_DIR [--json]\n"},
-      {"info", "usage: trainer ckpt info FILE [--tensors] [--json]\n"},
-      {"verify", "usage: trainer ckpt verify FILE... [--deep [--data FILE]] [--json]\n"
-                 "  --deep: recompute the loss the checkpoint recorded for its next samples (evaluation mode,\n"
-                 "          fp32) from its weights and the training data, on the CPU; a difference beyond\n"
-                 "          1e-4 of the loss (1e-4 below a loss of 1) fails. --data: the dictionary, when the\n"
-                 "          saved config's path does not lead to it from here.\n"},
-      {"diff", "usage: trainer ckpt diff A B [--json]   (exit 0 identical, 1 different)\n"},
-      {"clean", "usage: trainer ckpt clean RUN_DIR --keep-last N [--keep-every M] [--dry-run] [--json]\n"},
-      {"backup", "usage: trainer ckpt backup FILE [DEST_DIR] [--json]\n"},
-      {"export", "usage: trainer ckpt export FILE -o OUT --format safetensors|pt [--json]\n"},
+const HelpOption kJson{"--json", "print one JSON document instead of text (for scripts)"};
+const HelpOption kHelpFlag{"-h, --help", "show this help"};
+const char* kExitCodes = "Exit codes: 0 done, 1 a checkpoint is damaged, 2 bad arguments.";
+
+const std::vector<Subcommand>& subcommands() {
+  static const std::vector<Subcommand> table = {
+      {"list", "list RUN_DIR|CKPT_DIR [--json]", "one line per checkpoint, OK or why damaged",
+       "One line per checkpoint: name, step, epoch, saved, size, validation loss/WER, marks (last, best,\n"
+       "backup), OK or why it is damaged.",
+       {kJson, kHelpFlag}, kExitCodes},
+      {"info", "info FILE [--tensors] [--json]", "position, LR, best metric, histories, versions, config",
+       "Position, LR, best metric, world size, histories, resume points, component versions and config.",
+       {{"--tensors", "add every parameter's name, shape and dtype"}, kJson, kHelpFlag}, kExitCodes},
+      {"verify", "verify FILE... [--deep [--data FILE]] [--json]", "checksum, layout, and that the states load",
+       "Checks each FILE's checksum and layout, and that its model and optimizer states load.",
+       {{"--deep",
+         "also recompute the loss the checkpoint recorded for its next samples (evaluation mode, fp32) from its "
+         "weights and the training data, on the CPU; a difference beyond 1e-4 of the loss (1e-4 below a loss of "
+         "1) fails"},
+        {"--data FILE", "with --deep: the dictionary, when the saved config's path does not lead to it from here"},
+        kJson,
+        kHelpFlag},
+       "Exit codes: 0 every FILE is good, 1 one is damaged, 2 bad arguments."},
+      {"diff", "diff A B [--json]", "config fields, position and per-tensor max |a-b|",
+       "Compares two checkpoints: config fields, position and per-tensor max |a-b|.", {kJson, kHelpFlag},
+       "Exit codes: 0 identical, 1 different (or damaged), 2 bad arguments."},
+      {"clean", "clean RUN_DIR --keep-last N [--keep-every-steps M] [--dry-run] [--json]",
+       "delete old numbered snapshots by training's retention rules",
+       "Deletes old numbered snapshots by training's retention rules, under the run lock; never last.pt,\n"
+       "best.pt, backups or the newest snapshot.",
+       {{"--keep-last N", "numbered snapshots to keep, the newest (training's keep_last)"},
+        {"--keep-every-steps M",
+         "also keep the snapshots whose step is a multiple of M (training's keep_every_steps; the old "
+         "--keep-every still works in this release)"},
+        {"--dry-run", "print what would be deleted; delete nothing (and take no lock)"},
+        kJson,
+        kHelpFlag},
+       kExitCodes},
+      {"backup", "backup FILE [DEST_DIR] [--json]", "a verified copy that retention never prunes",
+       "Copies FILE, verified, where retention never prunes it: DEST_DIR, by default the file's folder's\n"
+       "backup/, named by step and time.",
+       {kJson, kHelpFlag}, kExitCodes},
+      {"export", "export FILE -o OUT --format safetensors|pt [--json]", "model weights for use without this trainer",
+       "Writes the model weights (names as in the checkpoint's `model`) to OUT and the vocabularies to\n"
+       "OUT's .vocab.json beside them.",
+       {{"-o, --output OUT", "the weights file to write"},
+        {"--format safetensors|pt", "safetensors, or a weights-only torch .pt"},
+        kJson,
+        kHelpFlag},
+       kExitCodes},
   };
-  return h;
+  return table;
+}
+
+std::string overview_help() {
+  HelpPage page;
+  page.usage = "trainer ckpt SUBCOMMAND [ARGS] [--json]";
+  page.about = "Checkpoint tools, which start no training; each subcommand has --help.";
+  HelpGroup subs{"Subcommands", {}};
+  for (const auto& s : subcommands()) subs.options.push_back({s.synopsis, s.summary});
+  page.groups = {subs, {"Options", {kJson, kHelpFlag}}};
+  page.footer = "Exit codes: 0 done, 1 a checkpoint is damaged or differs (diff), 2 bad arguments.";
+  return format_help(page);
+}
+
+std::string subcommand_help(const Subcommand& s) {
+  HelpPage page;
+  page.usage = "trainer ckpt " + s.synopsis;
+  page.about = s.about;
+  page.groups = {{"Options", s.options}};
+  page.footer = s.exit_codes + "\nAll subcommands: trainer ckpt --help.";
+  return format_help(page);
 }
 
 }  // namespace
@@ -85,7 +131,7 @@ int run_ckpt_command(int argc, char** argv) {
   std::string sub = argc > 1 ? argv[1] : "";
   std::vector<std::string> args(argv + std::min(argc, 2), argv + argc);
   if (sub.empty() || sub == "--help" || sub == "-h" || sub == "help") {
-    std::cout << kHelp;
+    std::cout << overview_help();
     return sub.empty() ? exit_code::kBadInput : exit_code::kDone;
   }
   static const std::map<std::string, std::function<int(const std::vector<std::string>&)>> commands = {
@@ -98,7 +144,8 @@ int run_ckpt_command(int argc, char** argv) {
                       "export; see trainer ckpt --help)");
   for (const auto& a : args)
     if (a == "--help" || a == "-h") {
-      std::cout << sub_help().at(sub) << "\n" << kHelp;
+      for (const auto& s : subcommands())
+        if (s.name == sub) std::cout << subcommand_help(s);
       return exit_code::kDone;
     }
   return it->second(args);

@@ -380,15 +380,29 @@ void compare(const c10::IValue& a, const c10::IValue& b, const std::string& path
   }
   if (a.isGenericDict() && b.isGenericDict()) {
     auto da = a.toGenericDict(), db = b.toGenericDict();
+    // A config key that an older trainer wrote under its former name is compared under today's.
+    const bool config = path == ckpt_key::kConfig;
+    auto key_of = [&](const c10::IValue& key) {
+      std::string k = key.isString() ? key.toStringRef() : scalar_text(key);
+      bool renamed = false;
+      const ConfigField* f = config ? find_config_field(k, &renamed) : nullptr;
+      return f && renamed ? f->name : k;
+    };
+    auto find = [&](const c10::impl::GenericDict& d, const std::string& k) {
+      if (!config) return d.find(k);
+      for (auto it = d.begin(); it != d.end(); ++it)
+        if (key_of(it->key()) == k) return it;
+      return d.end();
+    };
     std::vector<std::string> keys;
-    for (const auto& e : da) keys.push_back(e.key().isString() ? e.key().toStringRef() : scalar_text(e.key()));
+    for (const auto& e : da) keys.push_back(key_of(e.key()));
     for (const auto& e : db) {
-      std::string k = e.key().isString() ? e.key().toStringRef() : scalar_text(e.key());
+      std::string k = key_of(e.key());
       if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
     }
     for (const auto& k : keys) {
       std::string child = path.empty() ? k : path + "." + k;
-      auto ia = da.find(k), ib = db.find(k);
+      auto ia = find(da, k), ib = find(db, k);
       if (ia == da.end()) out.push_back({child, "(absent)", ib->value().isTensor() ? shape_text(ib->value().toTensor()) : scalar_text(ib->value())});
       else if (ib == db.end()) out.push_back({child, ia->value().isTensor() ? shape_text(ia->value().toTensor()) : scalar_text(ia->value()), "(absent)"});
       else compare(ia->value(), ib->value(), child, out, tensors);

@@ -33,10 +33,11 @@ std::string base_name(const std::string& p) {
 }  // namespace
 
 int ckpt_clean(const std::vector<std::string>& raw) {
-  ToolArgs a = parse_tool_args("ckpt clean", raw, {"--keep-last", "--keep-every"}, {"--dry-run", "--json"});
+  ToolArgs a = parse_tool_args("ckpt clean", raw, {"--keep-last", "--keep-every-steps"}, {"--dry-run", "--json"},
+                               {{"--keep-every", "--keep-every-steps"}});
   if (a.positional.size() != 1) throw ConfigError("ckpt clean: expected one RUN_DIR (see trainer ckpt clean --help)");
   if (!a.value("--keep-last")) throw ConfigError("ckpt clean: --keep-last N is required (N >= 1: the newest N snapshots stay)");
-  RetentionPolicy policy{a.integer("--keep-last", 0, 1), a.integer("--keep-every", 0, 0)};
+  RetentionPolicy policy{a.integer("--keep-last", 0, 1), a.integer("--keep-every-steps", 0, 0)};
   std::string run_dir = a.positional[0], dir = run_dir + "/checkpoints";
   if (!is_directory(dir)) {
     if (base_name(run_dir) == "checkpoints" && is_directory(run_dir)) dir = run_dir, run_dir = parent_directory(run_dir);
@@ -69,7 +70,7 @@ int ckpt_clean(const std::vector<std::string>& raw) {
               "touched\n",
               dry ? "would delete" : "deleted", removed.size(), snapshots.size(), dir.c_str(),
               static_cast<long long>(policy.keep_last),
-              policy.keep_every > 0 ? (", keep-every " + std::to_string(policy.keep_every)).c_str() : "");
+              policy.keep_every > 0 ? (", keep-every-steps " + std::to_string(policy.keep_every)).c_str() : "");
   return exit_code::kDone;
 }
 

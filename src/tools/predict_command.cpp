@@ -11,24 +11,43 @@
 #include "resumable/tools/tool_args.h"
 #include "resumable/training/checkpoint_verify.h"
 #include "resumable/util/errors.h"
+#include "resumable/util/help_text.h"
 
 namespace resumable {
 namespace {
 
-const char* kHelp =
-    "usage: trainer predict --checkpoint FILE [--ensemble FILE,...] [--beam-size K] [--nbest K] [--batch-size N]\n"
-    "                       [--score] [WORD...]\n"
-    "Pronounces each WORD (or each line of stdin when no WORD is given) with the checkpoint's model\n"
-    "(with --ensemble, with it and the other checkpoints' models together, their next-phoneme\n"
-    "probabilities averaged):\n"
-    "  word<TAB>PH O N E S            greedy decoding (--beam-size 1, the default) or beam search\n"
-    "  word<TAB>PH O N E S<TAB>SCORE  with --nbest K: the K best hypotheses (beam >= K), best first;\n"
-    "                                 SCORE is the mean log-probability per phoneme (EOS included)\n"
-    "  word<TAB>PH O N E S<TAB>SCORE  with --score, whose input lines are word<TAB>PH O N E S: the\n"
-    "                                 given pronunciation's SCORE (as --nbest's), to rerank\n"
-    "                                 candidates with another model or compare pronunciations\n"
-    "Words are lower-cased. A word with a character the model does not know is reported on stderr\n"
-    "and skipped; the exit code is then 2.\n";
+std::string help_text() {
+  HelpPage page;
+  page.usage = "trainer predict --checkpoint FILE [--ensemble FILE,...] [--beam-size K] [--nbest K]\n"
+               "                       [--decode-batch-size N] [--score] [WORD...]";
+  page.about =
+      "Pronounces each WORD (or each line of stdin when no WORD is given) with the checkpoint's model\n"
+      "(with --ensemble, with it and the other checkpoints' models together, their next-phoneme\n"
+      "probabilities averaged). Words are lower-cased.";
+  page.groups = {
+      {"Model",
+       {{"--checkpoint FILE", "the checkpoint whose model pronounces (required)"},
+        {"--ensemble FILE,...", "more checkpoints whose models decode together with it"}}},
+      {"Decoding",
+       {{"--beam-size K", "hypotheses per word: 1 greedy (the default), more for beam search"},
+        {"--nbest K", "print the K best hypotheses per word (the beam is at least K), best first, with their score"},
+        {"--decode-batch-size N",
+         "words decoded together, for speed and memory [default 256]. (The old --batch-size, easily taken for "
+         "training's global optimizer batch, still works in this release.)"},
+        {"--score",
+         "score given pronunciations instead: input lines word<TAB>PH O N E S; takes no --nbest or --beam-size"}}},
+      {"Output (one line per word, or per hypothesis)",
+       {{"word<TAB>PH O N E S", "greedy decoding or beam search"},
+        {"word<TAB>PH O N E S<TAB>SCORE",
+         "with --nbest or --score: SCORE is the mean log-probability per phoneme (EOS included), to rerank "
+         "candidates with another model or compare pronunciations"}}},
+      {"Options", {{"-h, --help", "show this help"}}},
+  };
+  page.footer =
+      "Exit codes: 0 done, 2 bad arguments or a word with a character (or, with --score, a phoneme) the\n"
+      "model does not know; that word is reported on stderr and skipped, the others are still printed.";
+  return format_help(page);
+}
 
 struct Word {
   std::string text;
@@ -58,16 +77,17 @@ int run_predict_command(int argc, char** argv) {
   std::vector<std::string> raw(argv + 1, argv + argc);
   for (const auto& a : raw)
     if (a == "--help" || a == "-h") {
-      std::cout << kHelp;
+      std::cout << help_text();
       return exit_code::kDone;
     }
-  ToolArgs a = parse_tool_args("predict", raw, {"--checkpoint", "--ensemble", "--beam-size", "--nbest", "--batch-size"},
-                               {"--score"});
+  ToolArgs a = parse_tool_args("predict", raw,
+                               {"--checkpoint", "--ensemble", "--beam-size", "--nbest", "--decode-batch-size"},
+                               {"--score"}, {{"--batch-size", "--decode-batch-size"}});
   auto path = a.value("--checkpoint");
   if (!path) throw ConfigError("predict: --checkpoint FILE is required (see trainer predict --help)");
   const int64_t nbest = a.integer("--nbest", 0, 1);
   const int64_t beam = std::max(a.integer("--beam-size", 1, 1), nbest);
-  const int64_t batch_size = a.integer("--batch-size", 256, 1);
+  const int64_t batch_size = a.integer("--decode-batch-size", 256, 1);
   const bool score = a.has("--score");
   if (score && (a.value("--nbest") || a.value("--beam-size")))
     throw ConfigError("predict: --score scores given pronunciations; it takes no --nbest or --beam-size");

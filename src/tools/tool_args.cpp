@@ -1,6 +1,7 @@
 #include "resumable/tools/tool_args.h"
 
 #include "resumable/util/errors.h"
+#include "resumable/util/logging.h"
 
 namespace resumable {
 
@@ -26,7 +27,8 @@ int64_t ToolArgs::integer(const std::string& flag, int64_t fallback, int64_t min
 }
 
 ToolArgs parse_tool_args(const std::string& tool, const std::vector<std::string>& args,
-                         const std::set<std::string>& value_flags, const std::set<std::string>& switch_flags) {
+                         const std::set<std::string>& value_flags, const std::set<std::string>& switch_flags,
+                         const std::map<std::string, std::string>& renamed) {
   ToolArgs out;
   out.tool = tool;
   const std::string see = " (see trainer " + tool + " --help)";
@@ -46,6 +48,10 @@ ToolArgs parse_tool_args(const std::string& tool, const std::vector<std::string>
       flag = a.substr(0, eq);
       value = a.substr(eq + 1);
       inline_value = true;
+    }
+    if (auto old = renamed.find(flag); old != renamed.end()) {
+      warn_about_input(tool + ": " + flag + " is now " + old->second + " (the old name still works in this release)");
+      flag = old->second;
     }
     if (value_flags.count(flag)) {
       if (!inline_value) {

@@ -29,7 +29,8 @@ void length_is(const StateReader& field, size_t have, int64_t want, const std::s
 TrainConfig parse_config(const StateReader& r) {
   const std::string origin = r.file() + ": saved config";
   try {
-    TrainConfig cfg = config_from_json(nlohmann::json::parse(state_to_json_text(r)), origin);
+    // Keys an older trainer wrote under their old names are read as they are: saved_config() notes them.
+    TrainConfig cfg = config_from_json(nlohmann::json::parse(state_to_json_text(r)), origin, {}, OldKeys::kQuiet);
     validate(cfg, origin);
     return cfg;
   } catch (const ConfigError& e) {
@@ -181,10 +182,11 @@ void check_resume_proof(const StateReader& r, CheckpointSummary& s) {
 const std::vector<ComponentSpec>& checkpoint_components() {
   using namespace ckpt_key;
   static const std::vector<ComponentSpec> table = {
-      {kConfig, 7,
+      {kConfig, 8,
        "the full resolved config (version 2 added save_timeout_s, 3 async_save, 4 proof_batches, allow_data_drift, "
        "deadline, deadline_margin_s, deadline_refresh_s, 5 time_budget_minutes, 6 attention, "
-       "7 target_order)",
+       "7 target_order; 8 renamed resume_from, limit_words, eval_limit, keep_every, bucket_mb and the _s keys "
+       "to resume, max_train_words, max_eval_words, keep_every_steps, bucket_mib and _seconds)",
        check_config},
       {kVocabulary, 1, "grapheme and phoneme symbols: what each embedding row means", check_vocabulary},
       {kData, 1, "training-set size and fingerprint: a resume on other data is refused", check_data},
@@ -274,10 +276,22 @@ TrainConfig saved_config(const LoadedCheckpoint& ck, std::vector<std::string>* n
   TrainConfig cfg = parse_config(r);
   if (notes) {
     const TrainConfig defaults;
-    for (const auto& f : config_fields())
-      if (!r.has(f.name))
+    std::string renamed;
+    for (const auto& f : config_fields()) {
+      if (r.has(f.name)) continue;
+      bool found = false;
+      for (const auto& old : f.old_names)
+        if (r.has(old)) {
+          renamed += (renamed.empty() ? "" : ", ") + old + " as " + f.name;
+          found = true;
+        }
+      if (!found)
         notes->push_back(r.field_name(f.name) + ": not in this file (written before it existed), using its default " +
                          field_value_text(defaults, f));
+    }
+    if (!renamed.empty())
+      notes->push_back(std::string(ckpt_key::kConfig) + ": keys of their former names read under today's (" + renamed +
+                       ")");
   }
   return cfg;
 }

@@ -1,10 +1,13 @@
 #include "resumable/util/logging.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <unistd.h>
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include "resumable/distributed/launch_env.h"
 
 namespace resumable {
 
@@ -24,6 +27,18 @@ bool logging_ready() { return spdlog::get("trainer") != nullptr; }
 void log_info(const std::string& message) { spdlog::info("{}", message); }
 void log_warn(const std::string& message) { spdlog::warn("{}", message); }
 void log_error(const std::string& message) { spdlog::error("{}", message); }
+void warn_about_input(const std::string& message) {
+  int rank = 0;
+  try {
+    rank = detect_launch_env(process_env()).rank;
+  } catch (const std::exception&) {
+    // A malformed launcher variable is reported where the launch is set up; say the warning here.
+  }
+  if (rank != 0) return;
+  if (logging_ready()) log_warn(message);
+  else std::fprintf(stderr, "trainer: warning: %s\n", message.c_str());
+}
+
 bool stdout_is_terminal() { return ::isatty(1) == 1; }
 
 }  // namespace resumable

@@ -64,9 +64,9 @@ def test_a_background_save_writes_what_a_synchronous_save_writes(tmp_path):
 
 def test_a_save_due_while_one_is_written_is_deferred_not_queued(tmp_path):
     # A save is due after every step, each write takes about a second, a step a few ms. Never
-    # deferred: the new best at step 67 (end of epoch 1), and the snapshots --keep-every keeps
+    # deferred: the new best at step 67 (end of epoch 1), and the snapshots --keep-every-steps keeps
     # (they must carry their step's name); those wait for the write in flight, then go.
-    code, out = run(["--run-dir", tmp_path, "--save-every-steps", 1, "--keep-every", 25, "--max-steps", 70],
+    code, out = run(["--run-dir", tmp_path, "--save-every-steps", 1, "--keep-every-steps", 25, "--max-steps", 70],
                     launcher="mpirun", env=SLOW)
     steps = saved_steps(out)
     assert steps == sorted(set(steps)) and steps[0] == 1 and steps[-1] == 70, steps

@@ -10,10 +10,46 @@ import pytest
 from conftest import ROOT, TRAINER, load
 
 CONFIGS = sorted((ROOT / "configs").glob("*.json"))
+TINY_CONFIG = ROOT / "configs" / "tiny.json"
 
 
 def test_the_shipped_configs_are_there():
-    assert {"tiny.json", "base.json", "gpu.json"} <= {c.name for c in CONFIGS}
+    assert {"tiny.json", "base.json", "gpu.json", "gpu-preemptible.json"} <= {c.name for c in CONFIGS}
+
+
+def help_text():
+    p = subprocess.run([TRAINER, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60,
+                       cwd="/")  # the configs are found beside the binary, not in the working directory
+    assert p.returncode == 0, p.stdout
+    return p.stdout
+
+
+def test_each_config_says_what_it_is_for_and_help_lists_it():
+    text = help_text()
+    listing = text[text.index("\nConfigs (--config "):]
+    for config in CONFIGS:
+        description = json.loads(config.read_text()).get("description")
+        assert isinstance(description, str) and len(description) > 20, config.name
+        assert f"\n  {config.stem} " in listing, config.name
+        assert description.split()[0] in listing, config.name
+
+
+def test_help_groups_the_config_flags_by_topic():
+    text = help_text()
+    titles = ["Run:", "Model (", "Data (", "Schedule and optimizer:", "Evaluation and best.pt:",
+              "Checkpointing and resume:", "Stopping early (", "Distributed and hardware:", "Logging:",
+              "Tools (each has --help):", "Configs ("]
+    at = [text.index("\n" + t) for t in titles]
+    assert at == sorted(at), "topics out of order"
+    section = lambda flag: max(i for i, a in enumerate(at) if a < text.index("\n  " + flag))
+    assert titles[section("--d-model N")] == "Model ("
+    assert titles[section("--max-train-words N")] == "Data ("
+    assert titles[section("--save-every-minutes X")] == "Checkpointing and resume:"
+    assert titles[section("--async-save, --no-async-save")] == "Checkpointing and resume:"
+    assert titles[section("--max-steps N")] == "Stopping early ("
+    assert titles[section("--bucket-mib N")] == "Distributed and hardware:"
+    assert titles[section("--log-every-steps N")] == "Logging:"
+    assert max(len(line) for line in text.splitlines()) <= 100
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
@@ -21,9 +57,53 @@ def test_a_shipped_config_resolves(config):
     p = subprocess.run([TRAINER, "--config", config, "--print-config"], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=60, cwd=ROOT)
     assert p.returncode == 0, p.stdout
-    resolved = json.loads(p.stdout)
+    resolved = json.loads(p.stdout)  # also: no warning printed (an old key name would warn)
     for key, value in json.loads(config.read_text()).items():
-        assert resolved[key] == value, f"{config.name}: {key}"
+        if key != "description":  # says what the file is for: not a setting
+            assert resolved[key] == value, f"{config.name}: {key}"
+
+
+def print_config(*args, cwd=ROOT):
+    p = subprocess.run([TRAINER, *map(str, args), "--print-config"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=60, cwd=cwd)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return json.loads(p.stdout), p.stderr
+
+
+def test_boolean_flags_take_no_key_and_equals_false():
+    for args in (["--no-async-save"], ["--async-save=false"], ["--async-save", "false"], ["--async-save", "0"]):
+        resolved, err = print_config(*args)
+        assert resolved["async_save"] is False and err == "", args
+    resolved, _ = print_config("--config", TINY_CONFIG, "--no-async-save", "--async-save")
+    assert resolved["async_save"] is True  # the last one wins
+
+
+def test_old_flags_and_config_keys_still_work_with_a_one_line_warning(tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text('{"limit_words": 300, "eval_limit": 50, "resume_from": "never", "bucket_mb": 8, "keep_every": 4}')
+    resolved, err = print_config("--config", old, "--timeout-s", 30, "--save-timeout-s", 60, "--deadline-margin-s", 5)
+    assert (resolved["max_train_words"], resolved["max_eval_words"], resolved["resume"]) == (300, 50, "never")
+    assert (resolved["bucket_mib"], resolved["keep_every_steps"], resolved["timeout_seconds"]) == (8, 4, 30)
+    assert resolved["save_timeout_seconds"] == 60 and resolved["deadline_margin_seconds"] == 5
+    assert not {"limit_words", "eval_limit", "resume_from", "bucket_mb", "keep_every", "timeout_s"} & set(resolved)
+    lines = err.splitlines()
+    assert len(lines) == 8 and all(l.startswith("trainer: warning: ") for l in lines), err
+    assert f"{old}: key 'limit_words' is now 'max_train_words' (the old name still works in this release)" in err
+    assert "command line: --timeout-s is now --timeout-seconds" in err
+    # An old and a new spelling of one key in one file: refused, saying which to keep.
+    both = tmp_path / "both.json"
+    both.write_text('{"limit_words": 300, "max_train_words": 200}')
+    p = subprocess.run([TRAINER, "--config", both, "--print-config"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert p.returncode == 2 and "keep only 'max_train_words'" in p.stdout, p.stdout
+
+
+def test_a_dashed_config_key_is_pointed_to_its_key(tmp_path):
+    bad = tmp_path / "dashed.json"
+    bad.write_text('{"save-every-minutes": 5}')
+    p = subprocess.run([TRAINER, "--config", bad, "--print-config"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert p.returncode == 2 and "'save_every_minutes'" in p.stdout, p.stdout
 
 
 def test_amp_auto_uses_bf16_on_a_cpu_only_where_it_has_native_bf16(tmp_path):

@@ -97,7 +97,7 @@ def rank_pids(session_leader, rank):
 
 
 def test_killed_nonzero_rank_stops_the_job_and_the_restart_resumes(tmp_path):
-    p = start(["--run-dir", tmp_path, "--save-every-steps", 10, "--epochs", 50, "--timeout-s", 20], launcher="mpirun")
+    p = start(["--run-dir", tmp_path, "--save-every-steps", 10, "--epochs", 50, "--timeout-seconds", 20], launcher="mpirun")
     wait_for_line(p, "step 40/")
     pids = rank_pids(p.pid, 1)
     assert pids, "rank 1 not found"
@@ -128,7 +128,7 @@ def launch_pair(tmp_path, port, extra, world=2, env=None):
 @pytest.mark.parametrize("how", ["dies", "hangs"])
 def test_lost_peer_makes_the_other_rank_fail_not_hang(tmp_path, how):
     timeout_s = 8
-    procs = launch_pair(tmp_path, 29000 + random.randrange(1000), ["--timeout-s", timeout_s])
+    procs = launch_pair(tmp_path, 29000 + random.randrange(1000), ["--timeout-seconds", timeout_s])
     wait_for_line(procs[0], "step 20/")
     t0 = time.time()
     procs[1].send_signal(signal.SIGKILL if how == "dies" else signal.SIGSTOP)

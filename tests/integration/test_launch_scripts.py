@@ -590,7 +590,7 @@ def test_slurm_deadline_saves_requeues_and_resumes_without_any_signal(slurm_job,
     """--time=1 and no --signal: the trainer reads the job's end from squeue and, when two saves, a
     step and the margin no longer fit, saves and exits 75 by itself; nothing is signalled. (A
     10-s margin: below a quarter of the minute, so it is not capped.)"""
-    job = slurm_job("--time=1", script=script_without_signal(tmp_path), trainer_args=["--deadline-margin-s", "10"])
+    job = slurm_job("--time=1", script=script_without_signal(tmp_path), trainer_args=["--deadline-margin-seconds", "10"])
     job.wait_for("(Slurm job", timeout=60)
     assert re.search(r"info: deadline: \S+ \(Slurm job \d+ \(squeue\)\), read every 60s: saves and exits 75 when "
                      r"less than 2 saves \+ a step \+ 10s margin are left", job.output()), job.output()[-3000:]
@@ -607,7 +607,7 @@ def test_slurm_deadline_follows_a_time_limit_moved_by_scontrol_update(slurm_job,
     """The limit is cut from 10 minutes to 1 while the job runs: the trainer reads the new end time
     (every 2 s here) and saves before it."""
     job = slurm_job("--time=10", script=script_without_signal(tmp_path),
-                    trainer_args=["--deadline-margin-s", "10", "--deadline-refresh-s", "2"])
+                    trainer_args=["--deadline-margin-seconds", "10", "--deadline-refresh-seconds", "2"])
     job.wait_for("step 20/", timeout=60)
     subprocess.run(["scontrol", "update", f"JobId={job.id}", "TimeLimit=1"], env=job.env, check=True, timeout=60)
     line = assert_deadline_save_requeued_and_verified(job, timeout=90)

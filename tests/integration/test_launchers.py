@@ -94,7 +94,7 @@ def test_eval_of_an_ensemble_averages_checkpoints_of_other_runs(tmp_path):
     # Words of a-m only: a vocabulary without most letters.
     words = [l for l in open(ROOT / "data" / "cmudict.dict") if set(l.split(" ")[0]) <= set("abcdefghijklm")]
     (tmp_path / "small.dict").write_text("".join(words[:600]))
-    run(["--run-dir", tmp_path / "c", "--max-steps", 2, "--data", tmp_path / "small.dict", "--limit-words", 0])
+    run(["--run-dir", tmp_path / "c", "--max-steps", 2, "--data", tmp_path / "small.dict", "--max-train-words", 0])
     c = str(tmp_path / "c" / "checkpoints" / "last.pt")
     code, out = run(["--run-dir", tmp_path / "a", "--eval", "--ensemble", c], check=False)
     assert code != 0 and f"{c}: --ensemble: its vocabularies" in out and "same dictionary" in out

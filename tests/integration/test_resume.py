@@ -143,8 +143,8 @@ def test_resume_path_and_config_file_key(tmp_path):
                      "--max-steps", 5])
     assert "resumed from" in out and "step 2" in out
     cfg = tmp_path / "c.json"
-    cfg.write_text('{"d_model": 64, "heads": 4, "ff_dim": 256, "limit_words": 4000, "batch_size": 64, '
-                   '"eval_limit": 400, "resume_from": "%s", "run_dir": "%s"}'
+    cfg.write_text('{"d_model": 64, "heads": 4, "ff_dim": 256, "max_train_words": 4000, "batch_size": 64, '
+                   '"max_eval_words": 400, "resume": "%s", "run_dir": "%s"}'
                    % (tmp_path / "a" / "checkpoints" / "last.pt", tmp_path / "c"))
     import subprocess
     from conftest import TRAINER

@@ -68,25 +68,25 @@ def test_best_is_mended_after_a_save_that_died_between_last_and_best(tmp_path):
 def test_a_save_longer_than_the_collective_timeout_is_waited_for(tmp_path):
     # 100 ms per 64 KiB: each 3 MB save takes about 5 s, the collective timeout is 2 s.
     slow = {"RESUMABLE_TEST_WRITE_DELAY_MS": "100"}
-    code, out = run(["--run-dir", tmp_path, "--timeout-s", 2, "--save-every-steps", 10, "--max-steps", 20],
+    code, out = run(["--run-dir", tmp_path, "--timeout-seconds", 2, "--save-every-steps", 10, "--max-steps", 20],
                     launcher="mpirun", env=slow, check=False)
     assert code == 0, out[-3000:]
     assert load(tmp_path / CK / "last.pt")["train_state"]["global_step"] == 20
     # A signal-triggered save as well: saved, exit 75 (requeue), not 1.
-    p = start(["--run-dir", tmp_path, "--timeout-s", 2, "--epochs", 20], launcher="mpirun", env=slow)
+    p = start(["--run-dir", tmp_path, "--timeout-seconds", 2, "--epochs", 20], launcher="mpirun", env=slow)
     wait_for_line(p, "step 60/")
     p.send_signal(subprocess.signal.SIGUSR1)
     out, _ = p.communicate(timeout=240)
     assert p.returncode == 75, out[-3000:]
     assert "checkpoint saved, exit 75" in out
     # Resuming: rank 0 verifies the file for 5 s, then every rank reads it for 5 s.
-    code, out = run(["--run-dir", tmp_path, "--timeout-s", 2, "--max-steps", 75], launcher="mpirun",
+    code, out = run(["--run-dir", tmp_path, "--timeout-seconds", 2, "--max-steps", 75], launcher="mpirun",
                     env={"RESUMABLE_TEST_READ_DELAY_MS": "5000"}, check=False)
     assert code == 0 and "resumed from" in out, out[-3000:]
 
 
 def test_save_limit_is_honoured(tmp_path):
-    code, out = run(["--run-dir", tmp_path, "--timeout-s", 30, "--save-timeout-s", 2, "--max-steps", 5],
+    code, out = run(["--run-dir", tmp_path, "--timeout-seconds", 30, "--save-timeout-seconds", 2, "--max-steps", 5],
                     launcher="mpirun", env={"RESUMABLE_TEST_WRITE_DELAY_MS": "200"}, check=False)
     assert code == 1 and "saving a checkpoint took longer than its limit of 2 s" in out, out[-3000:]
 
@@ -107,7 +107,7 @@ def test_a_failure_after_last_is_published_is_reported_as_such(tmp_path):
 @pytest.mark.parametrize("how", ["unparsable-name", "exception", "exception-in-background"])
 def test_a_failure_on_rank_0_reaches_every_rank_at_once(tmp_path, how):
     env = {}
-    args = ["--run-dir", tmp_path, "--timeout-s", 60, "--save-every-steps", 5, "--max-steps", 10]
+    args = ["--run-dir", tmp_path, "--timeout-seconds", 60, "--save-every-steps", 5, "--max-steps", 10]
     if how == "unparsable-name":
         (tmp_path / CK).mkdir(parents=True)
         (tmp_path / CK / "step-99999999999999999999.pt").write_text("not ours")
@@ -148,8 +148,8 @@ def test_a_prompt_longer_than_the_collective_timeout_is_waited_for(tmp_path):
     """Two torchrun ranks at a terminal: rank 0 asks before resuming, rank 1 waits for the answer as
     long as rank 0 is alive, not just for the 3 s collective timeout."""
     run(["--run-dir", tmp_path, "--max-steps", 3])
-    # A person thinking for 8 s: well past --timeout-s.
-    code, out = answer_at_terminal(command(["--run-dir", tmp_path, "--max-steps", 4, "--timeout-s", 3],
+    # A person thinking for 8 s: well past --timeout-seconds.
+    code, out = answer_at_terminal(command(["--run-dir", tmp_path, "--max-steps", 4, "--timeout-seconds", 3],
                                            launcher="torchrun"), "", think_s=8)
     assert code == 0, out[-3000:]
     assert "resumed from" in out

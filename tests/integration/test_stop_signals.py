@@ -9,7 +9,7 @@ import time
 from conftest import assert_same_training, command, load, run, start, wait_for_line
 
 # Long validations (the whole validation split, beam search): the phase a stop used to wait out.
-SLOW_EVAL = ["--eval-limit", 0, "--eval-batch-size", 64, "--beam-size", 4]
+SLOW_EVAL = ["--max-eval-words", 0, "--eval-batch-size", 64, "--beam-size", 4]
 
 
 def test_nohup_keeps_sighup_ignored(tmp_path):
@@ -53,10 +53,10 @@ def test_stop_during_validation_saves_the_last_step_and_the_resume_is_exact(tmp_
 
 
 def test_stop_during_rendezvous_exits_at_once(tmp_path):
-    # Rank 0 of two, whose peer never comes: it waits in the rendezvous (up to --timeout-s).
+    # Rank 0 of two, whose peer never comes: it waits in the rendezvous (up to --timeout-seconds).
     env = dict(os.environ, RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                MASTER_PORT=str(29000 + random.randrange(1000)))
-    p = subprocess.Popen(command(["--run-dir", tmp_path, "--timeout-s", 300]), env=env, stdout=subprocess.PIPE,
+    p = subprocess.Popen(command(["--run-dir", tmp_path, "--timeout-seconds", 300]), env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
     time.sleep(3)
     assert p.poll() is None

@@ -104,7 +104,7 @@ def test_info_reports_position_best_history_resumes_versions_and_config(evaluate
     assert info["meta"]["resumed_from"][0]["path"].endswith("last.pt")
     assert info["world_size"] == 1 and info["trainer_version"] and info["format_version"] == 1
     assert info["component_versions"]["train_state"] == 4 and info["component_versions"]["model"] == 1
-    assert info["config"]["d_model"] == 64 and info["config"]["limit_words"] == 4000
+    assert info["config"]["d_model"] == 64 and info["config"]["max_train_words"] == 4000
     shapes = {t["name"]: t["shape"] for t in info["tensors"]}
     assert shapes.keys() == ck["model"].keys()
     assert all(list(ck["model"][k].shape) == s for k, s in shapes.items())
@@ -169,10 +169,10 @@ def test_diff_finds_a_single_changed_weight(stopped_and_resumed, tmp_path):
 def test_clean_keeps_last_best_newest_and_keep_every(run_copy):
     c = run_copy / "checkpoints"
     before = sorted(p.name for p in c.iterdir())
-    _, out, _ = tool("ckpt", "clean", run_copy, "--keep-last", 1, "--keep-every", 6, "--dry-run", check=0)
+    _, out, _ = tool("ckpt", "clean", run_copy, "--keep-last", 1, "--keep-every-steps", 6, "--dry-run", check=0)
     assert sorted(p.name for p in c.iterdir()) == before
     assert "would delete" in out and "step-00000003.pt" in out and "step-00000009.pt" in out
-    _, out, _ = tool("ckpt", "clean", run_copy, "--keep-last", 1, "--keep-every", 6, check=0)
+    _, out, _ = tool("ckpt", "clean", run_copy, "--keep-last", 1, "--keep-every-steps", 6, check=0)
     assert sorted(p.name for p in c.iterdir()) == ["best.pt", "last.pt", "step-00000006.pt", "step-00000012.pt"]
     tool("ckpt", "verify", c / "last.pt", c / "best.pt", check=0)
 

@@ -4,7 +4,7 @@
 //   info FILE [--tensors]           position, LR, best, world size, histories, versions, config, shapes
 //   verify FILE...                  checksum, layout, and that model and optimizer load; exit 0 if all good
 //   diff A B                        config, position and per-tensor differences; exit 0 same, 1 differ
-//   clean RUN_DIR --keep-last N [--keep-every M] [--dry-run]   training's retention, under the run lock
+//   clean RUN_DIR --keep-last N [--keep-every-steps M] [--dry-run]   training's retention, under the run lock
 //   backup FILE [DEST_DIR]          a verified copy that retention never prunes (default CKPT_DIR/backup/)
 //   export FILE -o OUT --format safetensors|pt   model weights for use without this trainer
 #pragma once

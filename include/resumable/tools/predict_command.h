@@ -1,4 +1,4 @@
-// `trainer predict --checkpoint FILE [--beam-size K] [--nbest K] [WORD...]`: pronounces words with
+// `trainer predict --checkpoint FILE [--beam-size K] [--nbest K] [--decode-batch-size N] [WORD...]`: pronounces words with
 // a trained model, as a G2P user would: one `word<TAB>PH O N E S` line per word (with --nbest K,
 // K lines per word with a third column, the mean log-probability per phoneme), words from the
 // command line or else from stdin, one per line. A word with a character the model never saw is

@@ -25,7 +25,10 @@ struct ToolArgs {
 };
 
 // Throws ConfigError "TOOL: unknown option '--x' (see trainer TOOL --help)" and the like.
+// `renamed` maps a flag's old name to its new one: the old one is read as the new one, with a
+// warning naming it (warn_about_input), for one release.
 ToolArgs parse_tool_args(const std::string& tool, const std::vector<std::string>& args,
-                         const std::set<std::string>& value_flags, const std::set<std::string>& switch_flags);
+                         const std::set<std::string>& value_flags, const std::set<std::string>& switch_flags,
+                         const std::map<std::string, std::string>& renamed = {});
 
 }  // namespace resumable

@@ -98,7 +98,8 @@ std::map<std::string, int64_t> component_versions(const LoadedCheckpoint& ck);
 CheckpointSummary summarize_checkpoint(const LoadedCheckpoint& ck);
 
 // The config a checkpoint was saved with, parsed and validated; CheckpointError if it is not one.
-// Keys added after the file was written take their defaults, said in `notes` when given.
+// Keys added after the file was written take their defaults, and keys it holds under a former name
+// (ConfigField::old_names) are read under today's, both said in `notes` when given.
 TrainConfig saved_config(const LoadedCheckpoint& ck, std::vector<std::string>* notes = nullptr);
 
 // A live component of a run: how it saves itself and how it loads (adding to `notes` what an

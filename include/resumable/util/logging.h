@@ -17,6 +17,10 @@ bool logging_ready();
 void log_info(const std::string& message);
 void log_warn(const std::string& message);
 void log_error(const std::string& message);
+// A warning about what the user gave (an old flag or key name), said while the command line and the
+// config file are read, before the log exists: one line "trainer: warning: ..." on stderr, or the log
+// once it is up. Only rank 0 says it: every rank reads the same command line and files.
+void warn_about_input(const std::string& message);
 bool stdout_is_terminal();
 
 }  // namespace resumable
