@@ -230,7 +230,7 @@ void Trainer::choose_attention() {
     // Test-only switch: RESUMABLE_TEST_TIME_ATTENTION=1 times the kernels on the CPU too.
     const bool timed = device_.is_cuda() || std::getenv("RESUMABLE_TEST_TIME_ATTENTION");
     if (!timed || run_.evaluate_only) {
-      kernel = AttentionKernel::kFused;  // on the CPU a step ran as fast with either (README, Configuration)
+      kernel = AttentionKernel::kFused;  // on the CPU a step ran as fast with either (docs/configuration.md)
     } else if (auto kept = parse_attention_kernel(state_.attention_kernel);
                kept && state_.attention_device == device_type) {
       kernel = kept;

@@ -483,7 +483,7 @@ def assert_stays_cancelled(job, timeout=60):
     return step, signals
 
 
-# What the ranks report for each way of stopping a running job with a signal (README "Launching").
+# What the ranks report for each way of stopping a running job with a signal (docs/launching.md).
 SLURM_SIGNAL_CASES = {
     # scancel -s: only the tasks get it.
     "scancel-signal-TERM": (["scancel", "--signal=TERM"], {"SIGTERM"}),
