@@ -78,7 +78,7 @@ struct CheckpointSummary {
 struct ComponentSpec {
   const char* name;
   int64_t version;  // this trainer's
-  const char* holds;  // for people (`ckpt info`, README)
+  const char* holds;  // for people (`ckpt info`, docs/checkpoints.md)
   // Layout and range checks of the loaded component, filling what the summary shows of it.
   // Throws CheckpointError naming the field.
   void (*check)(const StateReader& component, CheckpointSummary& summary);
