@@ -5,7 +5,12 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from conftest import ROOT, TRAINER
+
+# Full only (scripts/test --full): smoke runs of the benchmark scripts, about a minute.
+pytestmark = pytest.mark.full
 
 
 def test_bench_ddp_runs_and_prints_its_last_line():

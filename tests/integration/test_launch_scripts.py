@@ -212,7 +212,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("case", list(CTRL_C_CASES))
+# Fast scope: the trainer alone, each launch script, and the restart wrapper around one of them.
+# Full only: the wrapper around the trainer alone and around torchrun (the same wrapper trap as
+# restarts-mpirun; what they add is the child's own SIGINT from the terminal passing through it).
+FULL_CTRL_C_CASES = {"restarts-trainer", "restarts-torchrun"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.full) if c in FULL_CTRL_C_CASES else c
+                                  for c in CTRL_C_CASES])
 def test_one_ctrl_c_at_a_terminal_saves_and_exits_75(tmp_path, case):
     """One Ctrl-C typed at the terminal, whatever runs the trainer: the ranks save at one step, every
     process exits, the command returns 75 (never 130 from a second SIGINT, never 1 from torchrun),
@@ -336,6 +343,9 @@ def test_slurm_gpu_requests_show_each_task_the_devices_the_trainer_expects(tmp_p
         assert all(len(v.split(",")) == 2 for v in seen.values()), log
 
 
+# Full only: the batch shell's SIGUSR1 (what --signal=B:USR1@120 sends) and a resumed job trained to
+# its end; scancel-batch-TERM (fast) takes the same trap, requeue and resume.
+@pytest.mark.full
 def test_slurm_preemption_saves_requeues_and_resumes(tmp_path, slurm):
     out_file = tmp_path / "job.out"
     run_dir = tmp_path / "run"
@@ -499,7 +509,13 @@ SLURM_SIGNAL_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(SLURM_SIGNAL_CASES))
+# Fast scope: scancel-batch-TERM (the batch shell's trap, SIGUSR1 to srun, the script's own requeue,
+# the resume at the saved step); with test_slurm_scancel_saves_and_does_not_requeue (SIGTERM to
+# every process) both ways a signal reaches the ranks. Full only: the other signals to the batch
+# shell (same trap), a signal to the tasks alone (the script learns of the stop from exit 75 only)
+# and scontrol requeue (Slurm requeues the job itself).
+@pytest.mark.parametrize("case", [c if c == "scancel-batch-TERM" else pytest.param(c, marks=pytest.mark.full)
+                                  for c in SLURM_SIGNAL_CASES])
 def test_slurm_stop_signal_saves_requeues_and_resumes(slurm_job, case):
     command, signals = SLURM_SIGNAL_CASES[case]
     job = slurm_job()
@@ -520,6 +536,7 @@ def test_slurm_scancel_saves_and_does_not_requeue(slurm_job):
     assert "was cancelled" in job.output()
 
 
+@pytest.mark.full  # Slurm's own timer sending the warning (a 1-minute job); the trap is scancel-batch-TERM's
 def test_slurm_time_limit_warning_saves_requeues_and_resumes(slurm_job):
     """--signal=B:USR1@20 with a 1-minute limit: the warning reaches the batch shell 50-20 s before
     the limit (the controller looks every 30 s and sends it up to 30 s early; @20 keeps it after
@@ -540,6 +557,7 @@ def script_without_signal(tmp_path):
     return script
 
 
+@pytest.mark.full  # the time limit itself (TIMEOUT, then the script's requeue); 90 s of waiting for it
 def test_slurm_time_limit_without_warning_saves_requeues_and_resumes(slurm_job, tmp_path):
     """No --signal, and the trainer's own deadline off: at the limit (up to 30 s late)
     every process gets SIGTERM and SIGKILL KillWait later; the ranks save in between and the script
@@ -550,6 +568,7 @@ def test_slurm_time_limit_without_warning_saves_requeues_and_resumes(slurm_job, 
     assert seen <= {"SIGTERM", "SIGUSR1"}
 
 
+@pytest.mark.full  # Slurm's PreemptMode=REQUEUE: SIGTERM to every process, as the kept plain scancel
 def test_slurm_preemption_by_a_higher_tier_partition_saves_and_resumes(slurm_job, slurm, tmp_path):
     """A job of the `urgent` partition (PriorityTier 2, PreemptMode=REQUEUE) needs the node: Slurm
     requeues ours (SIGTERM to every process, SIGKILL KillWait later); the ranks save; after the urgent
@@ -586,6 +605,7 @@ def assert_deadline_save_requeued_and_verified(job, timeout):
     return deadline
 
 
+@pytest.mark.full  # the deadline read from squeue (unit tests: deadline_test, the stand-in squeue)
 def test_slurm_deadline_saves_requeues_and_resumes_without_any_signal(slurm_job, tmp_path):
     """--time=1 and no --signal: the trainer reads the job's end from squeue and, when two saves, a
     step and the margin no longer fit, saves and exits 75 by itself; nothing is signalled. (A
@@ -603,6 +623,7 @@ def test_slurm_deadline_saves_requeues_and_resumes_without_any_signal(slurm_job,
     assert 9 <= int(line.group(1)) <= limit + 0.5, line.group(0)
 
 
+@pytest.mark.full  # a limit moved while the job runs (unit tests: deadline_test)
 def test_slurm_deadline_follows_a_time_limit_moved_by_scontrol_update(slurm_job, tmp_path):
     """The limit is cut from 10 minutes to 1 while the job runs: the trainer reads the new end time
     (every 2 s here) and saves before it."""

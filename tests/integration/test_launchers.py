@@ -63,6 +63,9 @@ def test_eval_reports_test_metrics(tmp_path):
     assert "beam 3" in out
 
 
+# Full only: --eval --ensemble end to end (members of another architecture, the refusals); the
+# averaging itself is unit-tested (decoding_test) and test_tools' predict uses an ensemble.
+@pytest.mark.full
 def test_eval_of_an_ensemble_averages_checkpoints_of_other_runs(tmp_path):
     # Two runs of tiny, another seed and a narrower model for the second: members may differ in
     # architecture, not in vocabulary.
@@ -100,6 +103,9 @@ def test_eval_of_an_ensemble_averages_checkpoints_of_other_runs(tmp_path):
     assert code != 0 and f"{c}: --ensemble: its vocabularies" in out and "same dictionary" in out
 
 
+# Full only: a right-to-left model end to end (train, eval, rerank, predict --score, a resume the
+# other way refused); its word order and reranking are unit-tested (decoding_test).
+@pytest.mark.full
 def test_a_right_to_left_model_trains_evaluates_and_reranks_with_a_left_to_right_one(tmp_path):
     run(["--run-dir", tmp_path / "l", "--epochs", 1])
     run(["--run-dir", tmp_path / "r", "--epochs", 1, "--target-order", "right_to_left"])

@@ -7,7 +7,10 @@ import torch
 from conftest import TINY, TRAINER, answer_at_terminal, assert_same_training, load, run, start, wait_for_line
 
 
-@pytest.mark.parametrize("stops", [[13, 67, 100], [1, 133], [66, 68]])
+# Fast scope: mid-epoch, the epoch boundary itself, and the second epoch. Full only: the first and
+# last steps, and the boundary's neighbours.
+@pytest.mark.parametrize("stops", [[13, 67, 100], pytest.param([1, 133], marks=pytest.mark.full),
+                                   pytest.param([66, 68], marks=pytest.mark.full)])
 def test_stopped_and_resumed_equals_uninterrupted(tmp_path, reference_run, stops):
     # 67 steps per epoch: stops cover mid-epoch, the epoch boundary and its neighbours.
     for s in stops:
@@ -20,14 +23,19 @@ def test_stopped_and_resumed_equals_uninterrupted(tmp_path, reference_run, stops
     assert final["history"]["resumed_at_step"].tolist() == stops
 
 
+@pytest.mark.full  # a --max-steps stop under torchrun; the kept torchrun SIGTERM case resumes exactly too
 def test_torchrun_resume_equals_uninterrupted(tmp_path, reference_run):
     run(["--run-dir", tmp_path, "--max-steps", 40], launcher="torchrun")
     run(["--run-dir", tmp_path], launcher="torchrun")
     assert_same_training(reference_run, load(tmp_path / "checkpoints" / "last.pt"), "torchrun")
 
 
-@pytest.mark.parametrize("launcher,sig", [("mpirun", signal.SIGUSR1), ("mpirun", signal.SIGUSR2),
-                                          ("torchrun", signal.SIGTERM), ("single", signal.SIGINT)])
+# Full only: SIGUSR2 (handled like SIGUSR1: util/signals_test), and SIGINT to the trainer alone, whose
+# stop test_launch_scripts' Ctrl-C case keeps; it adds a one-rank resume, not compared (rounding).
+@pytest.mark.parametrize("launcher,sig", [("mpirun", signal.SIGUSR1),
+                                          pytest.param("mpirun", signal.SIGUSR2, marks=pytest.mark.full),
+                                          ("torchrun", signal.SIGTERM),
+                                          pytest.param("single", signal.SIGINT, marks=pytest.mark.full)])
 def test_signal_saves_agreed_step_and_resume_is_exact(tmp_path, reference_run, launcher, sig):
     # Slow synchronous saves are the brake that lands the signal mid-training, not after the end
     # (background saves would not slow the steps).
@@ -49,6 +57,9 @@ def test_signal_saves_agreed_step_and_resume_is_exact(tmp_path, reference_run, l
     assert_same_training(reference_run, load(tmp_path / "checkpoints" / "last.pt"), f"after {sig}")
 
 
+# Full only: bit rot in place (last.pt and its hard-linked step-40 both bad, found by the checksum);
+# test_resume_safety's fallback past a damaged last.pt and test_faults' bit flips are kept.
+@pytest.mark.full
 def test_corrupt_last_falls_back_to_newest_good(tmp_path):
     # Synchronous saves: the test needs the snapshots of exactly steps 10, 20, 30 (a background
     # save may come a step late when the write before it is still going).
@@ -92,6 +103,9 @@ def test_architecture_mismatch_is_a_clear_error(tmp_path):
     assert "last.pt" in out
 
 
+# Full only: the re-plan of a grown epoch count end to end (the log line, the saved plan, the LR
+# at the re-plan point); the re-plan itself is unit-tested (warmup_cosine_schedule_test).
+@pytest.mark.full
 def test_more_epochs_replans_the_schedule(tmp_path):
     run(["--run-dir", tmp_path, "--max-steps", 100])  # of 134 planned (2 epochs)
     code, out = run(["--run-dir", tmp_path, "--epochs", 3])
@@ -108,6 +122,8 @@ def test_more_epochs_replans_the_schedule(tmp_path):
     assert ck["lr_scheduler"]["total_steps"] == 201 and ck["lr_scheduler"]["anchor_step"] == 100
 
 
+# Full only: a finished run extended at min_lr (the schedule past its end: its unit tests).
+@pytest.mark.full
 def test_finished_run_says_so_and_extends_at_min_lr(tmp_path):
     run(["--run-dir", tmp_path])  # 2 epochs, complete
     code, out = run(["--run-dir", tmp_path])
@@ -204,6 +220,9 @@ def test_terminal_asks_before_resuming(tmp_path, answer, expect):
     assert expect in out
 
 
+# Full only: fp16 autocast and the loss scaler's state across a resume (a GPU run's path; the scaler
+# arithmetic is unit-tested); about 4 minutes of one-rank fp16 on a CPU.
+@pytest.mark.full
 def test_fp16_loss_scaler_state_resumes_exactly(tmp_path):
     """Mixed precision with the dynamic loss scaler: its scale and counters are checkpointed, so a
     resumed fp16 run equals an uninterrupted one (CPU autocast here; the same code runs on GPU)."""
@@ -219,6 +238,9 @@ def test_fp16_loss_scaler_state_resumes_exactly(tmp_path):
     assert_same_training(a, b, "fp16")
 
 
+# Full only: attention auto's timed choice kept by a resume (a GPU run's path, timed here by a test
+# switch); the kernels themselves are unit-tested.
+@pytest.mark.full
 def test_timed_attention_kernel_is_kept_by_the_resume(tmp_path):
     """attention auto times the kernels at a run's start (on a GPU; here by a test switch on the
     CPU) and keeps the choice in its checkpoints: a resume must not time again and perhaps choose

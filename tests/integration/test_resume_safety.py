@@ -105,6 +105,7 @@ def test_resume_path_is_not_applied_again_on_a_restart(tmp_path):
     assert last["history"]["resumed_at_step"].tolist() == [10, 25]
 
 
+@pytest.mark.full  # --resume PATH from another run's directory; the same-directory restart is kept
 def test_resume_path_of_another_run_continues_this_runs_progress(tmp_path):
     run(["--run-dir", tmp_path / "a", "--max-steps", 10])
     source = tmp_path / "a" / CK / "last.pt"
@@ -178,6 +179,9 @@ def test_the_fallback_and_pruning_ignore_the_clock(tmp_path):
                                                               "step-00000040.pt"]
 
 
+# Full only: after a rollback, the abandoned timeline's newer snapshot is neither resumed nor pruned
+# first; test_resume_path_is_not_applied_again_on_a_restart keeps the rollback and its restart.
+@pytest.mark.full
 def test_a_rollback_is_newer_than_the_timeline_it_abandons(tmp_path):
     run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 40, "--async-save", "false"])  # snapshots at exact steps
     ckdir = tmp_path / CK

@@ -52,6 +52,9 @@ def test_a_new_best_whose_state_cannot_be_built(tmp_path, fault):
         assert best["train_state"]["global_step"] == 60, "best.pt must not hold other weights under 67's name"
 
 
+# Full only: a best.pt left older than last.pt's best (a writer killed between the two) mended at the
+# resume; the kept new-best case covers best.pt following last.pt after a failed save.
+@pytest.mark.full
 def test_best_is_mended_after_a_save_that_died_between_last_and_best(tmp_path):
     run(["--run-dir", tmp_path, "--save-every-steps", 10, "--max-steps", 67, "--async-save", "false"])  # step-60.pt exactly
     best, last = best_and_last(tmp_path)
@@ -91,6 +94,7 @@ def test_save_limit_is_honoured(tmp_path):
     assert code == 1 and "saving a checkpoint took longer than its limit of 2 s" in out, out[-3000:]
 
 
+@pytest.mark.full  # a half-published save (last.pt in place, best.pt not) reported as such, exit 0
 def test_a_failure_after_last_is_published_is_reported_as_such(tmp_path):
     # best.pt cannot be replaced (a directory holds its name); last.pt and step-N.pt can.
     run(["--run-dir", tmp_path, "--max-steps", 5])
@@ -134,6 +138,7 @@ def disk_8m(tmp_path):
     yield from small_disk_of(tmp_path, "8m")
 
 
+@pytest.mark.full  # retention making room on a full disk; the kept full-disk cases fail and recover
 def test_a_full_disk_frees_old_snapshots_first(disk_8m):
     # 8 MB holds two 3 MB snapshots but not a third beside them.
     code, out = run(["--run-dir", disk_8m, "--keep-last", 2, "--save-every-steps", 5, "--max-steps", 30,
@@ -144,6 +149,7 @@ def test_a_full_disk_frees_old_snapshots_first(disk_8m):
     assert sorted(p.name for p in (disk_8m / CK).glob("step-*.pt")) == ["step-00000025.pt", "step-00000030.pt"]
 
 
+@pytest.mark.full  # rank 1 waiting past the collective timeout for rank 0's prompt (8 s of thinking)
 def test_a_prompt_longer_than_the_collective_timeout_is_waited_for(tmp_path):
     """Two torchrun ranks at a terminal: rank 0 asks before resuming, rank 1 waits for the answer as
     long as rank 0 is alive, not just for the 3 s collective timeout."""

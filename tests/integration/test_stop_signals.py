@@ -6,6 +6,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import assert_same_training, command, load, run, start, wait_for_line
 
 # Long validations (the whole validation split, beam search): the phase a stop used to wait out.
@@ -25,6 +27,9 @@ def test_nohup_keeps_sighup_ignored(tmp_path):
     assert "stopped by SIGHUP" not in out and "stopped by SIGTERM" in out
 
 
+# Full only (3 to 4 minutes: two runs validating the whole split with beam 4): a stop in the middle of a
+# validation, and the resume that runs it again exactly; the other phases are kept.
+@pytest.mark.full
 def test_stop_during_validation_saves_the_last_step_and_the_resume_is_exact(tmp_path):
     reference = tmp_path / "reference"
     run(["--run-dir", reference] + SLOW_EVAL, launcher="mpirun")

@@ -4,6 +4,8 @@ mechanism (a fit made and agreed by the ranks, the schedule ending where trainin
 surviving the resume); how well the times match is the GPU check's business, not a test's."""
 import re
 
+import pytest
+
 from conftest import load, run
 
 # tiny.json: 67 steps per epoch, warmup 20 steps, lr 0.002 -> 1e-05, epochs 2 (ignored under a budget).
@@ -13,6 +15,9 @@ def fits(out):
     return [(int(m.group(1)), m.group(2)) for m in re.finditer(r"time budget: .*?: (\d+) epochs \(were (\S+)\)", out)]
 
 
+# Full only (a 24-second budget run out in real time): the fit agreed by two ranks, and the decay
+# ending at the last step of a budget used up; the kept resume case makes and keeps a fit.
+@pytest.mark.full
 def test_budget_fits_the_epochs_and_the_lr_ends_with_the_training(tmp_path):
     code, out = run(["--run-dir", tmp_path, "--time-budget-minutes", 0.4], launcher="mpirun")
     assert "schedule: fitted to 0.4 minutes" in out
@@ -57,6 +62,7 @@ def test_budget_and_total_steps_exclude_each_other(tmp_path):
     assert "'time_budget_minutes' and 'total_steps'" in out
 
 
+@pytest.mark.full  # a finished budgeted run extended (the stretch: schedule and budget unit tests)
 def test_a_larger_budget_extends_a_finished_run(tmp_path):
     run(["--run-dir", tmp_path, "--time-budget-minutes", 0.2])
     before = load(tmp_path / "checkpoints" / "last.pt")["train_state"]

@@ -397,6 +397,7 @@ def test_help_lists_every_tool_and_each_tool_has_help():
     assert rc == 2 and "unknown subcommand 'frobnicate'" in err and "list" in err
 
 
+@pytest.mark.full  # the progress line on a pseudo-terminal: two one-rank runs of 30 steps for a display
 def test_progress_line_redraws_in_place_at_a_terminal_only(tmp_path):
     leader, follower = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "OMPI_COMM_WORLD_RANK")}
