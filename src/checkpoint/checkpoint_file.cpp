@@ -40,6 +40,19 @@ std::string error_text(const std::exception& e) {
   return first_line(e.what());
 }
 
+// What the zip reader says, in the user's terms: it names its own class ("PytorchStreamReader
+// failed reading zip archive: failed finding central directory"), which tells a user nothing.
+std::string unreadable_text(const std::exception& e) {
+  static const std::string kReader = "PytorchStreamReader ";
+  std::string raw = error_text(e);
+  if (raw.rfind(kReader + "failed ", 0) != 0) return "unreadable checkpoint: " + raw;
+  // Its first sentence says what failed; the rest ("This is an internal miniz error. If you are
+  // seeing this error, ...") guesses at causes for the reader's own users.
+  std::string what = raw.substr(kReader.size());
+  what = what.substr(0, what.find(". "));
+  return "damaged checkpoint: its zip structure is broken (" + what + "), as in a file cut short or overwritten";
+}
+
 // The checksum covers records by sorted name, each as name, size and bytes, so a record that is
 // renamed, swapped, shortened or altered changes it. New files use XXH3; files written before it
 // carry XXH64, and each is verified with the algorithm its checksum names.
@@ -135,6 +148,7 @@ class OpenFile {
   int fd() const { return fd_; }
   size_t size() const { return size_; }
   [[noreturn]] void unreadable(const std::string& what, int err) const {
+    if (err == ENOENT) throw CheckpointError(path_ + ": no such checkpoint file", CheckpointError::Kind::kUnreadable);
     throw CheckpointError(path_ + ": " + what + ": " + std::strerror(err) +
                               " (a file system error, not damage: the file is left as it is)",
                           CheckpointError::Kind::kUnreadable);
@@ -410,7 +424,7 @@ std::optional<CheckpointMeta> read_checkpoint_meta(const std::string& path) {
     throw;
   } catch (const std::exception& e) {
     if (reader_input->error()) file.unreadable("read error", reader_input->error());
-    throw CheckpointError(path + ": unreadable checkpoint: " + error_text(e));
+    throw CheckpointError(path + ": " + unreadable_text(e));
   }
 }
 
@@ -458,7 +472,7 @@ LoadedCheckpoint parse_checkpoint(std::string bytes, const std::string& origin, 
   } catch (const CheckpointError&) {
     throw;
   } catch (const std::exception& e) {
-    throw CheckpointError(origin + ": unreadable checkpoint: " + error_text(e));
+    throw CheckpointError(origin + ": " + unreadable_text(e));
   }
   if (!out.root.isGenericDict()) throw CheckpointError(origin + ": top level is not a dict");
   auto dict = out.root.toGenericDict();

@@ -204,7 +204,7 @@ std::vector<uint8_t> as_bytes(const std::string& s) { return std::vector<uint8_t
 }  // namespace
 
 std::vector<std::string> Distributed::gather_after(const std::string& what, const std::function<std::string()>& work,
-                                                   std::chrono::milliseconds limit) {
+                                                   std::chrono::milliseconds limit, const char* limit_flag) {
   if (world_size_ == 1) return {work()};
   using Clock = std::chrono::steady_clock;
   const std::string prefix = "slow/" + std::to_string(slow_rounds_++) + "/";
@@ -269,7 +269,8 @@ std::vector<std::string> Distributed::gather_after(const std::string& what, cons
       missing = still;
     }
     if (limit.count() > 0 && now - start > limit)
-      throw std::runtime_error(what + " took longer than its limit of " + std::to_string(limit.count() / 1000) + " s");
+      throw std::runtime_error(what + " took longer than its limit of " + std::to_string(limit.count() / 1000) + " s" +
+                               (*limit_flag ? std::string(" (") + limit_flag + "; raise it for a slow file system)" : ""));
     std::this_thread::sleep_for(delay);
     delay = std::min<std::chrono::milliseconds>(delay * 3 / 2 + std::chrono::milliseconds(1), std::chrono::milliseconds(200));
   }

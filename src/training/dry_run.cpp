@@ -193,7 +193,7 @@ bool DryRun::load_data(TrainingData& d) {
     d.entries = load_cmudict(c.data);
     d.corpus = build_corpus(d.entries, c.val_fraction, c.test_fraction, static_cast<size_t>(c.limit_words));
     if (d.corpus.train.empty() || d.corpus.validation.empty())
-      throw DataError(c.data + ": the split left no training or validation words (check val_fraction/limit_words)");
+      throw DataError(c.data + ": the split left no training or validation words (check val_fraction, test_fraction and max_train_words)");
     d.encoded = encode_corpus(d.corpus, grapheme_vocabulary(d.entries), phoneme_vocabulary(d.entries),
                               targets_right_to_left(c));
     d.sampler = std::make_unique<DistributedSampler>(d.encoded.train_lengths(), c.seed,
@@ -226,7 +226,7 @@ void DryRun::check_checkpoint_fits(const TrainingData& d) {
     StateReader data = root[ckpt_key::kData];
     if (data["fingerprint"].to_string() != training_data_fingerprint(d.corpus) && !cfg().allow_data_drift)
       data["fingerprint"].fail("the training data differs from the checkpoint's (same dictionary, val/test fractions "
-                               "and limit_words are needed to resume; --allow-data-drift if new data is intended)");
+                               "and max_train_words are needed to resume; --allow-data-drift if new data is intended)");
   } catch (const std::exception& e) {
     refuse(refusal_of(e));
   }

@@ -53,6 +53,33 @@ LoadedCheckpoint load_verified(const std::string& path) {
   return ck;
 }
 
+// A file the user named (`flag` PATH): its error also says what to do next. A damaged one is
+// never repaired, only passed over, so the way on is another checkpoint; a missing one is most
+// often a mistyped path. (Other file-system errors already say the file is left as it is.)
+CheckpointError with_next_step(const CheckpointError& e, const std::string& path, const char* flag) {
+  auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+  const std::string f = flag;
+  std::string text = e.what();
+  if (e.damaged()) {
+    text += " (`trainer ckpt list " + dir + "` shows which checkpoints there are good";
+    text += f == "--resume" ? "; --resume auto resumes from the run directory's newest good one)"
+            : f == "--eval" ? "; --resume PATH evaluates one of them)"
+                            : ")";
+  } else if (::access(path.c_str(), F_OK) != 0 && ::access(dir.c_str(), F_OK) == 0) {
+    text += " (check " + f + ": `trainer ckpt list " + dir + "` lists the checkpoints there)";
+  }
+  return CheckpointError(text, e.kind());
+}
+
+LoadedCheckpoint load_given(const std::string& path, const char* flag) {
+  try {
+    return load_verified(path);
+  } catch (const CheckpointError& e) {
+    throw with_next_step(e, path, flag);
+  }
+}
+
 // --resume PATH. A restart with the same flags (a restart wrapper, a requeue, torchrun's
 // --max-restarts) must not rewind the progress made since: once this run has saved checkpoints
 // whose history holds a resume from PATH, the newest good one of those is where to go on.
@@ -79,7 +106,7 @@ LoadedCheckpoint resume_path(const CheckpointManager& manager, const std::string
               descendant->path, position_text(*descendant));
     return std::move(*descendant);
   }
-  if (given_error) throw *given_error;
+  if (given_error) throw with_next_step(*given_error, from, "--resume");
   return std::move(*given);
 }
 
@@ -92,11 +119,11 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation, bool dry) {
   if (for_evaluation) {
     d.kind = ResumePlan::Kind::kResume;
     if (from != "auto" && from != "never") {
-      d.loaded = load_verified(from);
+      d.loaded = load_given(from, "--resume");
     } else if (!cfg.init_from.empty()) {
-      d.loaded = load_verified(cfg.init_from);
+      d.loaded = load_given(cfg.init_from, "--init-from");
     } else if (::access(manager.best_path().c_str(), F_OK) == 0) {
-      d.loaded = load_verified(manager.best_path());
+      d.loaded = load_given(manager.best_path(), "--eval");
     } else {
       std::vector<std::string> skipped;
       d.loaded = manager.load_newest_good(skipped, check);
@@ -141,7 +168,7 @@ Decision decide(const TrainConfig& cfg, bool for_evaluation, bool dry) {
   }
   if (!cfg.init_from.empty()) {
     d.kind = ResumePlan::Kind::kInitFrom;
-    d.loaded = load_verified(cfg.init_from);
+    d.loaded = load_given(cfg.init_from, "--init-from");
   }
   return d;
 }

@@ -17,6 +17,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The setting a user raises when the other ranks stop waiting for rank 0's save.
+constexpr const char* kSaveTimeoutFlag = "--save-timeout-seconds, 0 = no limit";
+
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // Test-only switch: RESUMABLE_TEST_FAIL_SAVE="STEP:KIND,..." makes rank 0's save at global step
@@ -267,7 +270,7 @@ bool SaveCoordinator::save_synchronously(const char* reason) {
   const auto limit = std::chrono::milliseconds(static_cast<int64_t>(cfg_.save_timeout_s * 1000));
   const std::string outcome = dist_.gather_after("saving a checkpoint", [&]() -> std::string {
     return dist_.is_main() ? write_on_main(reason, weights, /*background=*/false) : "";
-  }, limit)[0];
+  }, limit, kSaveTimeoutFlag)[0];
   if (outcome == "S") return true;
   if (!dist_.is_main()) log::warn("rank 0 could not save the checkpoint ({}): {}", reason, outcome.substr(1));
   return false;
@@ -295,7 +298,7 @@ std::string SaveCoordinator::drain_background() {
         std::string o = finish(*in_flight_, [this] { return in_flight_->report.get(); });
         in_flight_.reset();
         return o;
-      }, limit)[0];
+      }, limit, kSaveTimeoutFlag)[0];
   if (!outcome.empty() && outcome[0] == 'F' && !dist_.is_main())
     log::warn("rank 0 could not write the checkpoint it saved in the background: {}", outcome.substr(1));
   return outcome;

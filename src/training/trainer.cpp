@@ -167,7 +167,7 @@ void Trainer::load_data() {
   entries_ = load_cmudict(cfg_.data);
   corpus_ = build_corpus(entries_, cfg_.val_fraction, cfg_.test_fraction, static_cast<size_t>(cfg_.limit_words));
   if (corpus_.train.empty() || corpus_.validation.empty())
-    throw DataError(cfg_.data + ": the split left no training or validation words (check val_fraction/limit_words)");
+    throw DataError(cfg_.data + ": the split left no training or validation words (check val_fraction, test_fraction and max_train_words)");
   data_ = encode_corpus(corpus_, grapheme_vocabulary(entries_), phoneme_vocabulary(entries_),
                         targets_right_to_left(cfg_));
   log::info("data: {} pronunciations -> train {} samples ({} words), validation {} words, test {} words ({:.1f}s)",
@@ -347,7 +347,7 @@ void Trainer::register_components() {
                           if (r["fingerprint"].to_string() == training_data_fingerprint(corpus_)) return;
                           if (!cfg_.allow_data_drift)
                             r["fingerprint"].fail("the training data differs from the checkpoint's (same dictionary, "
-                                                  "val/test fractions and limit_words are needed to resume; "
+                                                  "val/test fractions and max_train_words are needed to resume; "
                                                   "--allow-data-drift if new data is intended)");
                           if (dist_.is_main())
                             log::warn("resumed on other training data than the checkpoint's (--allow-data-drift)");

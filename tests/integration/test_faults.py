@@ -354,6 +354,8 @@ def test_every_damaged_file_is_refused_cleanly(tmp_path, good_checkpoint):
             problems.append(f"{name}: no error line naming the file: {out[-500:]}")
         if any(m in out for m in CRASH_MARKERS):
             problems.append(f"{name}: crash output: {out[-500:]}")
+        if "PytorchStreamReader" in out:
+            problems.append(f"{name}: the zip reader's own words, not the user's: {out[-500:]}")
         vcode, vout = verify([path])
         if vcode == 0 or not vout.startswith("BAD"):
             problems.append(f"{name}: ckpt verify accepted it: {vout}")
@@ -384,6 +386,19 @@ def test_specific_messages(tmp_path, good_checkpoint):
     for name, text in expect.items():
         code, out = verify([files[name]])
         assert text in out, f"{name}: {out}"
+
+
+def test_a_damaged_file_to_resume_from_says_what_to_do_next(tmp_path, good_checkpoint):
+    files = damaged_variants(good_checkpoint, tmp_path)
+    for name in ["truncated-3", "bitflip-0"]:
+        code, out = run(["--run-dir", tmp_path / f"run-{name}", "--resume", files[name], "--max-steps", 1],
+                        check=False, timeout=60)
+        error = next(l for l in out.splitlines() if "error" in l and str(files[name]) in l)
+        assert code == 1, out[-2000:]
+        assert f"`trainer ckpt list {tmp_path}` shows which checkpoints there are good" in error, error
+        assert "--resume auto resumes from the run directory's newest good one" in error, error
+    code, out = verify([files["truncated-3"]])
+    assert "its zip structure is broken" in out and "PytorchStreamReader" not in out, out
 
 
 def test_wrong_shape_is_refused_at_load(tmp_path, good_checkpoint):

@@ -63,10 +63,12 @@ class Distributed {
   // system, every rank reading one, a prompt. Ranks wait on the store, not in a collective, and a
   // rank still at work shows it is alive with a heartbeat: one whose heartbeat stops for the
   // collective timeout is taken as dead (as is one whose connection drops). `limit` (zero: none)
-  // bounds the whole wait; `what` names the work in errors ("saving a checkpoint"). If `work`
-  // throws, it throws on its rank and every other rank gets a runtime_error naming that rank.
+  // bounds the whole wait, and `limit_flag` names the setting a user raises when it is too short;
+  // `what` names the work in errors ("saving a checkpoint"). If `work` throws, it throws on its
+  // rank and every other rank gets a runtime_error naming that rank.
   std::vector<std::string> gather_after(const std::string& what, const std::function<std::string()>& work,
-                                        std::chrono::milliseconds limit = std::chrono::milliseconds(0));
+                                        std::chrono::milliseconds limit = std::chrono::milliseconds(0),
+                                        const char* limit_flag = "");
 
  private:
   Distributed() = default;
