@@ -130,6 +130,10 @@ def launch_pair(tmp_path, port, extra, world=2, env=None):
     return procs
 
 
+# Full only: a two-rank world, where the lost rank is rank 0's only peer. The three-rank test below
+# loses a rank in the same two ways and asserts more (both survivors' exit within the timeout, one
+# error line each, the group left undestroyed).
+@pytest.mark.full
 @pytest.mark.parametrize("how", ["dies", "hangs"])
 def test_lost_peer_makes_the_other_rank_fail_not_hang(tmp_path, how):
     timeout_s = 8
@@ -343,6 +347,10 @@ def damaged_variants(good: Path, out: Path):
 
 def test_every_damaged_file_is_refused_cleanly(tmp_path, good_checkpoint):
     files = damaged_variants(good_checkpoint, tmp_path)
+    if not FULL:
+        # Every third variant (one start each): the empty file, cuts at a spread of lengths, bit
+        # flips and wrong contents stay in; the full scope tries each of the 40-odd, junk included.
+        files = dict(list(files.items())[::3])
     problems = []
     for name, path in files.items():
         code, out = run(["--run-dir", tmp_path / f"run-{name}", "--resume", path, "--max-steps", 1], check=False,

@@ -59,7 +59,7 @@ def test_eval_reports_test_metrics(tmp_path):
         assert result[split]["words"] == 400
         assert 0 <= result[split]["wer"] <= 1 and 0 <= result[split]["per"]
     assert result["checkpoint"].endswith("best.pt")
-    code, out = run(["--run-dir", tmp_path, "--eval", "--beam-size", 3])
+    code, out = run(["--run-dir", tmp_path, "--eval", "--beam-size", 3, "--max-eval-words", 50])
     assert "beam 3" in out
 
 

@@ -69,22 +69,22 @@ def test_best_is_mended_after_a_save_that_died_between_last_and_best(tmp_path):
 
 
 def test_a_save_longer_than_the_collective_timeout_is_waited_for(tmp_path):
-    # 100 ms per 64 KiB: each 3 MB save takes about 5 s, the collective timeout is 2 s.
-    slow = {"RESUMABLE_TEST_WRITE_DELAY_MS": "100"}
-    code, out = run(["--run-dir", tmp_path, "--timeout-seconds", 2, "--save-every-steps", 10, "--max-steps", 20],
+    # 60 ms per 64 KiB: each 3 MB save takes about 3 s, beyond the collective timeout of 2 s.
+    slow = {"RESUMABLE_TEST_WRITE_DELAY_MS": "60"}
+    code, out = run(["--run-dir", tmp_path, "--timeout-seconds", 2, "--save-every-steps", 10, "--max-steps", 10],
                     launcher="mpirun", env=slow, check=False)
     assert code == 0, out[-3000:]
-    assert load(tmp_path / CK / "last.pt")["train_state"]["global_step"] == 20
+    assert load(tmp_path / CK / "last.pt")["train_state"]["global_step"] == 10
     # A signal-triggered save as well: saved, exit 75 (requeue), not 1.
     p = start(["--run-dir", tmp_path, "--timeout-seconds", 2, "--epochs", 20], launcher="mpirun", env=slow)
-    wait_for_line(p, "step 60/")
+    wait_for_line(p, "step 40/")
     p.send_signal(subprocess.signal.SIGUSR1)
     out, _ = p.communicate(timeout=240)
     assert p.returncode == 75, out[-3000:]
     assert "checkpoint saved, exit 75" in out
-    # Resuming: rank 0 verifies the file for 5 s, then every rank reads it for 5 s.
-    code, out = run(["--run-dir", tmp_path, "--timeout-seconds", 2, "--max-steps", 75], launcher="mpirun",
-                    env={"RESUMABLE_TEST_READ_DELAY_MS": "5000"}, check=False)
+    # Resuming: rank 0 verifies the file for 3 s, then every rank reads it for 3 s.
+    code, out = run(["--run-dir", tmp_path, "--timeout-seconds", 2, "--max-steps", 55], launcher="mpirun",
+                    env={"RESUMABLE_TEST_READ_DELAY_MS": "3000"}, check=False)
     assert code == 0 and "resumed from" in out, out[-3000:]
 
 

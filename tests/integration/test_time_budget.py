@@ -39,13 +39,13 @@ def test_budget_fits_the_epochs_and_the_lr_ends_with_the_training(tmp_path):
 
 
 def test_resume_keeps_the_fit_and_the_budget_spent(tmp_path):
-    # A budget of 5 minutes, cut by --max-steps: each leg is short, and the fit at step 134 stays
-    # below 90% of the budget on however slow a machine.
-    run(["--run-dir", tmp_path, "--time-budget-minutes", 5, "--max-steps", 250])
+    # A budget of 5 minutes, cut by --max-steps: each leg is short, and the fit at step 134 (the
+    # end of epoch 2) stays below 90% of the budget on however slow a machine.
+    run(["--run-dir", tmp_path, "--time-budget-minutes", 5, "--max-steps", 140])
     first = load(tmp_path / "checkpoints" / "last.pt")
     state = first["train_state"]
-    assert state["global_step"] == 250 and state["fitted_epochs"] >= 3 and state["train_seconds"] > 0
-    code, out = run(["--run-dir", tmp_path, "--time-budget-minutes", 5, "--max-steps", 300])
+    assert state["global_step"] == 140 and state["fitted_epochs"] >= 3 and state["train_seconds"] > 0
+    code, out = run(["--run-dir", tmp_path, "--time-budget-minutes", 5, "--max-steps", 160])
     assert "resumed from" in out
     # The budget's clock goes on from the checkpoint, and the saved fit is the plan.
     assert f"time budget: {state['train_seconds'] / 60:.1f} of 5 minutes spent, {state['fitted_epochs']} epochs" in out
