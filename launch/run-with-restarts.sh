@@ -2,7 +2,8 @@
 # Single-node restart wrapper, the way torchrun's --max-restarts is used:
 #   launch/run-with-restarts.sh MAX_RESTARTS COMMAND...
 #   e.g. launch/run-with-restarts.sh 3 launch/mpirun-1node.sh 2 --config configs/base.json
-# Relaunches COMMAND after a crash (any exit but 0, 2, 69, 74, 75) up to MAX_RESTARTS times, after
+# Relaunches COMMAND after a crash (any exit but 0, 2, 69, 74, 75; 76 is a lost rank whose
+# survivors saved the last step they completed) up to MAX_RESTARTS times, after
 # RESTART_DELAY_S seconds (default 2); each launch resumes from the newest good checkpoint by itself
 # (--resume auto). It stops on
 #   0  done            2  bad config/data (a restart cannot help)

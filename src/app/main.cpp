@@ -138,6 +138,11 @@ int run(int argc, char** argv) {
     dist->abandon();
     throw;
   }
+  // A lost rank: the group has a dead or frozen member, and its teardown may block on it.
+  if (code == exit_code::kPeerLost) {
+    dist->abandon();
+    return code;
+  }
   // An orderly end, whatever the code (done, stopped and saved, ...): every rank got here.
   dist->shutdown();
   return code;

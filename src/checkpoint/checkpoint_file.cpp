@@ -180,6 +180,7 @@ CheckpointMeta parse_meta(const std::string& record, const std::string& origin) 
     m.epoch = j.at("epoch").get<int64_t>();
     m.segment = j.at("segment").get<int64_t>();
     m.saved_at = j.at("saved_at").get<int64_t>();
+    if (j.contains("after_failure")) m.after_failure = j.at("after_failure").get<std::string>();
     for (const auto& a : j.at("resumed_from"))
       m.resumed_from.push_back({a.at("checksum").get<std::string>(), a.at("path").get<std::string>()});
   } catch (const nlohmann::json::exception& e) {
@@ -291,12 +292,13 @@ namespace detail {
 std::string meta_record_text(const CheckpointMeta& m) {
   nlohmann::json ancestors = nlohmann::json::array();
   for (const auto& a : m.resumed_from) ancestors.push_back({{"checksum", a.checksum}, {"path", a.path}});
-  std::string text = nlohmann::json{{"step", m.step},
-                                    {"epoch", m.epoch},
-                                    {"segment", m.segment},
-                                    {"saved_at", m.saved_at},
-                                    {"resumed_from", ancestors}}
-                         .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  nlohmann::json j{{"step", m.step},
+                   {"epoch", m.epoch},
+                   {"segment", m.segment},
+                   {"saved_at", m.saved_at},
+                   {"resumed_from", ancestors}};
+  if (!m.after_failure.empty()) j["after_failure"] = m.after_failure;  // absent: files stay as they were
+  std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return text + "\n" + "xxh64:" + hex64(xxhash64(text));
 }
 

@@ -20,7 +20,7 @@ const char* kAbout =
 const char* kExitCodes =
     "Exit codes: 0 done, 1 runtime error, 2 bad config/flag/data, 69 run directory in use by another\n"
     "job (retry later), 74 checkpoint could not be saved, 75 stopped by a signal or the deadline after\n"
-    "saving (requeue and resume).";
+    "saving (requeue and resume), 76 another rank was lost and the survivors saved (restart).";
 
 bool is_boolean(const ConfigField& f) { return std::holds_alternative<bool TrainConfig::*>(f.member); }
 

@@ -269,7 +269,7 @@ std::vector<std::string> Distributed::gather_after(const std::string& what, cons
       missing = still;
     }
     if (limit.count() > 0 && now - start > limit)
-      throw std::runtime_error(what + " took longer than its limit of " + std::to_string(limit.count() / 1000) + " s" +
+      throw LimitExceeded(what + " took longer than its limit of " + std::to_string(limit.count() / 1000) + " s" +
                                (*limit_flag ? std::string(" (") + limit_flag + "; raise it for a slow file system)" : ""));
     std::this_thread::sleep_for(delay);
     delay = std::min<std::chrono::milliseconds>(delay * 3 / 2 + std::chrono::milliseconds(1), std::chrono::milliseconds(200));

@@ -73,8 +73,10 @@ json meta_json(const std::optional<CheckpointMeta>& m) {
   if (!m) return nullptr;
   json from = json::array();
   for (const auto& a : m->resumed_from) from.push_back({{"path", a.path}, {"checksum", a.checksum}});
-  return {{"step", m->step}, {"epoch", m->epoch}, {"segment", m->segment}, {"saved_at", m->saved_at},
-          {"resumed_from", from}};
+  json j = {{"step", m->step}, {"epoch", m->epoch}, {"segment", m->segment}, {"saved_at", m->saved_at},
+            {"resumed_from", from}};
+  j["after_failure"] = m->after_failure.empty() ? json(nullptr) : json(m->after_failure);
+  return j;
 }
 
 std::string or_dash(bool known, double v, const char* format) {
@@ -147,6 +149,7 @@ int ckpt_list(const std::vector<std::string>& raw) {
                 {"saved_at", meta && meta->saved_at > 0 ? meta->saved_at : mtime_of(r.path)},
                 {"val_loss", s.history_evals ? json(s.last_val_loss) : json(nullptr)},
                 {"val_wer", s.history_evals ? json(s.last_val_wer) : json(nullptr)},
+                {"after_failure", meta && !meta->after_failure.empty() ? json(meta->after_failure) : json(nullptr)},
                 {"status", "OK"}});
     } catch (const CheckpointError& e) {
       ++damaged;
@@ -175,7 +178,10 @@ int ckpt_list(const std::vector<std::string>& raw) {
                 local_time_text(j["saved_at"].get<int64_t>()).c_str(), size_text(j["bytes"].get<double>()).c_str(),
                 or_dash(!j["val_loss"].is_null(), j["val_loss"].is_null() ? 0 : j["val_loss"].get<double>(), "%.4f").c_str(),
                 or_dash(!j["val_wer"].is_null(), j["val_wer"].is_null() ? 0 : 100 * j["val_wer"].get<double>(), "%.2f%%").c_str(),
-                marks.empty() ? "-" : marks.c_str(), j["status"].get<std::string>().c_str());
+                marks.empty() ? "-" : marks.c_str(),
+                (j["status"].get<std::string>() +
+                 (j.contains("after_failure") && !j["after_failure"].is_null() ? " (saved by the survivors of a lost rank)" : ""))
+                    .c_str());
   }
   return exit_code::kDone;
 }
@@ -219,6 +225,8 @@ int ckpt_info(const std::vector<std::string>& raw) {
                 static_cast<long long>(s.world_size), static_cast<long long>(ck.meta->segment));
   else
     std::printf("saved        by %lld rank(s) (no meta record: an older trainer's file)\n", static_cast<long long>(s.world_size));
+  if (ck.meta && !ck.meta->after_failure.empty())
+    std::printf("             by the survivors of a lost rank: %s\n", ck.meta->after_failure.c_str());
   std::printf("position     step %lld, epoch %lld done, sample %lld/%lld of the next epoch\n",
               static_cast<long long>(s.global_step), static_cast<long long>(s.epoch),
               static_cast<long long>(s.epoch_cursor), static_cast<long long>(s.dataset_size));

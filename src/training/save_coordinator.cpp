@@ -258,6 +258,25 @@ void SaveCoordinator::close() {
   in_flight_.reset();
 }
 
+bool SaveCoordinator::save_alone(const std::string& failure) {
+  close();  // rank 0's background write, if any, is older: it ends first
+  try {
+    auto last = read_checkpoint_meta(checkpoints_.last_path());
+    if (last && last->segment == options_.segment && last->step >= state_.global_step) {
+      log::info("{} already holds step {} of this launch (this rank is at step {}): nothing newer to save",
+                checkpoints_.last_path(), last->step, state_.global_step);
+      return last->step == state_.global_step;
+    }
+  } catch (const CheckpointError&) {
+    // None yet, or damaged: this save is what the run resumes from.
+  }
+  after_failure_ = failure + " (written by rank " + std::to_string(dist_.rank()) + ")";
+  save_started_ = Clock::now();
+  const std::string outcome = write_on_main("after a lost rank", "", /*background=*/false);
+  after_failure_.clear();
+  return outcome == "S";
+}
+
 // ------------------------------------------------------------------------------------------
 // One save
 // ------------------------------------------------------------------------------------------
@@ -322,6 +341,7 @@ std::string SaveCoordinator::write_on_main(const char* reason, const std::string
   meta.segment = options_.segment;
   meta.resumed_from = options_.resumed_from;
   meta.saved_at = static_cast<int64_t>(std::time(nullptr));
+  meta.after_failure = after_failure_;
   const std::string fault = injected_fault(meta.step);
   try {
     if (fault == "build" || fault == "build-once") throw std::runtime_error("injected fault while building the state");
@@ -434,12 +454,13 @@ std::string SaveCoordinator::finish(Job& job, const std::function<SaveReport()>&
     }
     std::string names;
     for (const auto& p : r.paths) names += (names.empty() ? "" : ", ") + p.substr(p.find_last_of('/') + 1);
-    log::info("saved {} ({}): step {}, {:.1f} MB in {:.3f}s as {}{}{}; weights {} identical on {} rank(s){}",
+    log::info("saved {} ({}): step {}, {:.1f} MB in {:.3f}s as {}{}{}; {}{}",
               r.paths.front(), job.reason, step, r.written.bytes / 1e6, r.written.seconds, names,
               r.pruned.empty() ? "" : fmt::format(", pruned {} old snapshot(s)", r.pruned.size()),
               r.freed.empty() ? "" : fmt::format(", deleted {} old snapshot(s) first to make room on a full disk",
                                                  r.freed.size()),
-              job.weights, dist_.world_size(),
+              job.weights.empty() ? fmt::format("written by rank {} alone", dist_.rank())
+                                  : fmt::format("weights {} identical on {} rank(s)", job.weights, dist_.world_size()),
               background ? fmt::format("; written in the background, training paused {:.3f}s for the snapshot",
                                        job.paused_seconds)
                          : fmt::format("; training paused {:.3f}s", seconds_since(save_started_)));

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include <ATen/cpu/Utils.h>
@@ -32,6 +33,20 @@ using Clock = std::chrono::steady_clock;
 constexpr int64_t kUnfittedEpochs = 1000000;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// c10's errors carry a C++ backtrace after their first line.
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// Test-only switch: RESUMABLE_TEST_DIE_AT="STEP:RANK" kills rank RANK (SIGKILL, as the OOM killer
+// would) in step STEP after its gradient allreduce, just before the step's flag allreduce: its
+// peers hold the step's averaged gradients, and the flags never come. Unset in real runs.
+void die_if_told(int64_t step, int rank) {
+  static const char* spec = std::getenv("RESUMABLE_TEST_DIE_AT");
+  if (!spec) return;
+  long long at_step = 0;
+  int at_rank = -1;
+  if (std::sscanf(spec, "%lld:%d", &at_step, &at_rank) == 2 && at_step == step && at_rank == rank) ::raise(SIGKILL);
+}
 
 // The dtype a resolved amp setting computes the forward pass in.
 c10::ScalarType amp_dtype(const std::string& amp) {
@@ -419,38 +434,23 @@ void Trainer::register_components() {
                              state_.history = from_state_dict<TrainHistory>(r, &notes);
                            }};
   components_[kRng] = {[this] {
-                         // Saved as gathered by save_checkpoint(): every rank's, in rank order.
+                         // Every rank's streams as the next step starts them (rng_state.h): what
+                         // each rank continues from, known to any rank without gathering.
                          StateDict rng = new_state_dict();
                          c10::impl::GenericList cpu(c10::AnyType::get()), cuda(c10::AnyType::get());
-                         for (auto& t : rng_cpu_) cpu.push_back(t);
-                         for (auto& t : rng_cuda_) cuda.push_back(t);
+                         for (int r = 0; r < dist_.world_size(); ++r) {
+                           RngSnapshot s = rng_for_step(cfg_.seed, state_.global_step + 1, r, device_.is_cuda());
+                           cpu.push_back(s.cpu);
+                           if (s.cuda.defined()) cuda.push_back(s.cuda.cpu());
+                         }
                          rng.insert("cpu", cpu);
                          rng.insert("cuda", cuda);
                          return c10::IValue(rng);
                        },
-                       [this](const StateReader& r, std::vector<std::string>&) {
-                         // Every rank continues its own stream; ranks beyond the saved world size
-                         // start fresh ones (train_state is loaded before: its step seeds them).
-                         auto cpu = r["cpu"].items();
-                         auto cuda = r.has("cuda") ? r["cuda"].items() : std::vector<StateReader>{};
-                         const int64_t fresh_seed = cfg_.seed + 7919 * state_.global_step;
-                         if (dist_.rank() < static_cast<int>(cpu.size())) {
-                           RngSnapshot snap;
-                           snap.cpu = cpu[dist_.rank()].to_tensor(at::kByte, 1).clone();
-                           if (device_.is_cuda() && dist_.rank() < static_cast<int>(cuda.size())) {
-                             snap.cuda = cuda[dist_.rank()].to_tensor(at::kByte, 1).clone();
-                           } else if (device_.is_cuda()) {
-                             // Saved on the CPU: the GPU's dropout stream cannot continue, so it
-                             // starts a fresh one that depends on the step, not the run's first.
-                             seed_rng(fresh_seed, dist_.rank(), /*cuda=*/true);
-                             log::info("the checkpoint holds no CUDA RNG state for rank {} (saved on the CPU): "
-                                       "dropout on the GPU continues from a fresh stream", dist_.rank());
-                           }
-                           restore_rng(snap);
-                         } else {
-                           seed_rng(fresh_seed, dist_.rank(), device_.is_cuda());
-                         }
-                       }};
+                       // Nothing to restore: each step seeds its streams from (seed, step, rank),
+                       // whatever the world size. (Files of older trainers hold the streams each
+                       // rank had; they are checked on load and then superseded by the step's.)
+                       [](const StateReader&, std::vector<std::string>&) {}};
 }
 
 void Trainer::restore(const LoadedCheckpoint& ck) {
@@ -561,9 +561,16 @@ int Trainer::train_until_stop() {
   StepProfiler profiler(dist_.is_main(), device_.is_cuda());
   while (true) {
     profiler.before_step(state_.global_step + 1);
+    const SamplerState position = sampler_->state();
     const std::vector<int64_t> global_batch = sampler_->next_global_batch();
     if (verifier_ && !verify_resumed_batch(global_batch)) return exit_code::kRuntimeError;
-    StepResult r = train_step(global_batch);
+    StepResult r;
+    try {
+      r = train_step(global_batch);
+    } catch (const PeerLost& e) {
+      sampler_->load_state(position);  // the step was not taken: its batch comes next
+      return save_after_peer_lost(e.what());
+    }
     state_.record_step(r.loss_sum, r.tokens, r.lr, r.samples);
     note_budget_time();
     profiler.after_step(state_.global_step);
@@ -578,7 +585,12 @@ int Trainer::train_until_stop() {
     StepEvents ev;
     ev.step = state_.global_step;
     ev.epoch_ended = sampler_->epoch_done();
-    EpochEnd e = ev.epoch_ended ? end_epoch() : EpochEnd{};
+    EpochEnd e;
+    try {
+      if (ev.epoch_ended) e = end_epoch();
+    } catch (const PeerLost& lost) {
+      return save_after_peer_lost(lost.what());
+    }
     if (ev.epoch_ended && !e.interrupted && !r.stop_requested) fit_to_time_budget();
     ev.epoch = state_.epoch;
     ev.new_best = e.improved;
@@ -591,7 +603,15 @@ int Trainer::train_until_stop() {
     const bool stopping = ev.finished || ev.max_steps || ev.stop || ev.deadline;
     report_progress(r, stopping || ev.epoch_ended);
 
-    if (!saves_->after_step(ev, r.saves)) return exit_code::kSaveFailed;
+    try {
+      if (!saves_->after_step(ev, r.saves)) return exit_code::kSaveFailed;
+    } catch (const Distributed::LimitExceeded&) {
+      throw;  // every rank is alive: rank 0's save is slow, not lost
+    } catch (const std::exception& failed) {
+      // The step is complete: a save that failed on a collective leaves the state whole.
+      if (dist_.world_size() == 1) throw;
+      return save_after_peer_lost(fmt::format("step {}: the save failed: {}", state_.global_step, failed.what()));
+    }
     last_step_time_ = Clock::now();  // saves and validations do not count as step time
     if (ev.stop) return stopped(e.interrupted ? " during validation" : "");
     if (ev.finished || ev.max_steps) {
@@ -606,6 +626,43 @@ int Trainer::train_until_stop() {
       return exit_code::kStoppedBySignal;
     }
   }
+}
+
+// A rank died or stopped answering. Every survivor still holds a whole state (data parallelism
+// replicates it, and each rank's streams follow from the seed): the step it completed last, since
+// a step changes nothing before its allreduces have succeeded. Survivors may differ by one step (a
+// rank whose flag allreduce completed just before the loss); whichever writes, writes an exact state
+// of the step it names. One writes: the holder of the run directory's lock, which rank 0 has while
+// it lives and the kernel frees when it dies. Not being able to take it (rank 0 alive but frozen, or
+// another survivor saving) means writing nothing: the last good checkpoint stays as it is.
+int Trainer::save_after_peer_lost(const std::string& what) {
+  log::error("{}: a rank died or stopped answering; this rank's state is step {}, whole", what, state_.global_step);
+  std::unique_ptr<RunDirectoryLock> taken;
+  if (!lock_) {
+    // A dead holder's lock is free once its process is gone; a lock on NFS may take a moment longer.
+    const auto until = Clock::now() + std::chrono::seconds(2);
+    while (!taken) {
+      try {
+        taken = std::make_unique<RunDirectoryLock>(run_dir_);
+      } catch (const RunDirectoryBusy&) {
+        if (Clock::now() >= until) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  }
+  if (!lock_ && !taken) {
+    log::warn("not saving: the run directory's lock is held (rank 0 alive, or a survivor saving), and its holder "
+              "saves; exit {} (restart to continue)",
+              exit_code::kPeerLost);
+    return exit_code::kPeerLost;
+  }
+  const bool saved = saves_->save_alone(what);
+  if (saved)
+    log::warn("the survivors saved step {}: exit {} (restart to continue from it)", state_.global_step,
+              exit_code::kPeerLost);
+  else
+    log::error("the survivors' save failed: the last good checkpoint is untouched; exit {}", exit_code::kPeerLost);
+  return exit_code::kPeerLost;
 }
 
 bool Trainer::verify_resumed_batch(const std::vector<int64_t>& global_batch) {
@@ -693,17 +750,50 @@ bool Trainer::run_pending_validation() {
 Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch) {
   // This rank's share (a rank left without samples trains on a zero-weight placeholder).
   std::vector<int64_t> mine = DistributedSampler::rank_share(global_batch, dist_.rank(), dist_.world_size());
-  trace_samples(mine);
+  seed_rng_for_step(cfg_.seed, state_.global_step + 1, dist_.rank(), device_.is_cuda());
   // Every rank knows the whole global batch, so each normalizes by the global token count; the
   // reducer's average over ranks then gives exactly the mean over all tokens of the step.
   double global_tokens = 0;
   for (int64_t i : global_batch) global_tokens += EncodedCorpus::target_tokens(data_.train[static_cast<size_t>(i)]);
   dump_batch(mine, global_tokens);
-
-  Batch batch = collate_rank_share(data_, global_batch, dist_.rank(), dist_.world_size(), device_);
   // The schedule is the one source of the learning rate: the optimizer and the history take this.
   const double lr = schedule_.current_lr();
-  for (auto& g : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+
+  AgreedStep agreed;
+  try {
+    agreed = compute_and_agree(global_batch, global_tokens);
+  } catch (const std::exception& failed) {
+    if (dist_.world_size() == 1) throw;
+    throw PeerLost(fmt::format("step {} failed before it changed any state: {}", state_.global_step + 1,
+                               first_line(failed.what())));
+  }
+  // The step commits: nothing below talks to another rank.
+  if (agreed.finite) {
+    for (auto& g : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    if (cfg_.grad_clip > 0) clip_grad_norm(agreed.grads, cfg_.grad_clip);
+    optimizer_->step();
+  }
+  scaler_.update(!agreed.finite);
+  trace_samples(mine);
+
+  auto s = agreed.stats.accessor<double, 1>();
+  StepResult r;
+  r.loss_sum = s[0];
+  r.tokens = s[1];
+  r.samples = static_cast<int64_t>(global_batch.size());
+  r.lr = lr;
+  r.stop_requested = s[2] > 0;
+  r.saves.minutes_due = s[3] > 0;
+  r.saves.in_flight = s[4] > 0;
+  r.saves.background_saved = s[5] > 0;
+  r.saves.background_failed = s[6] > 0;
+  r.deadline = s[7] > 0;
+  r.saves.backing_off = s[8] > 0;
+  return r;
+}
+
+Trainer::AgreedStep Trainer::compute_and_agree(const std::vector<int64_t>& global_batch, double global_tokens) {
+  Batch batch = collate_rank_share(data_, global_batch, dist_.rank(), dist_.world_size(), device_);
   model_->train();
   ddp_->zero_grad();
   ddp_->before_forward();
@@ -721,43 +811,27 @@ Trainer::StepResult Trainer::train_step(const std::vector<int64_t>& global_batch
   }
   auto objective = scaler_.scale(loss_sum * (static_cast<double>(dist_.world_size()) / global_tokens));
   ddp_->before_backward(objective);
-  objective.backward();
+  objective.backward();  // the reducer's gradient allreduce
 
-  std::vector<at::Tensor> grads;
+  AgreedStep out;
   for (auto& p : model_->parameters())
-    if (p.grad().defined()) grads.push_back(p.grad());
-  bool finite = scaler_.unscale(grads);
+    if (p.grad().defined()) out.grads.push_back(p.grad());
+  out.finite = scaler_.unscale(out.grads);
   saves_->before_optimizer_step();
-  if (finite) {
-    if (cfg_.grad_clip > 0) clip_grad_norm(grads, cfg_.grad_clip);
-    optimizer_->step();
-  }
-  scaler_.update(!finite);
 
   // One small allreduce per step carries the loss for the history and the stop/save flags, so
-  // all ranks take the same decisions at the same step.
+  // all ranks take the same decisions at the same step. It comes before the optimizer step: a
+  // rank whose allreduce fails (a peer died) has changed nothing yet.
   const SaveFlags saves = saves_->local_flags();
   const bool deadline = dist_.is_main() && deadline_near();
   auto flag = [](bool b) { return b ? 1.0 : 0.0; };
-  at::Tensor stats = at::tensor({loss_sum.item<double>(), batch.tokens, flag(pending_stop_signal() != 0),
-                                 flag(saves.minutes_due), flag(saves.in_flight), flag(saves.background_saved),
-                                 flag(saves.background_failed), flag(deadline), flag(saves.backing_off)},
-                                at::kDouble);
-  dist_.all_reduce_sum(stats);
-  auto s = stats.accessor<double, 1>();
-  StepResult r;
-  r.loss_sum = s[0];
-  r.tokens = s[1];
-  r.samples = static_cast<int64_t>(global_batch.size());
-  r.lr = lr;
-  r.stop_requested = s[2] > 0;
-  r.saves.minutes_due = s[3] > 0;
-  r.saves.in_flight = s[4] > 0;
-  r.saves.background_saved = s[5] > 0;
-  r.saves.background_failed = s[6] > 0;
-  r.deadline = s[7] > 0;
-  r.saves.backing_off = s[8] > 0;
-  return r;
+  out.stats = at::tensor({loss_sum.item<double>(), batch.tokens, flag(pending_stop_signal() != 0),
+                          flag(saves.minutes_due), flag(saves.in_flight), flag(saves.background_saved),
+                          flag(saves.background_failed), flag(deadline), flag(saves.backing_off)},
+                         at::kDouble);
+  die_if_told(state_.global_step + 1, dist_.rank());
+  dist_.all_reduce_sum(out.stats);
+  return out;
 }
 
 void Trainer::note_budget_time() {
@@ -808,7 +882,16 @@ Trainer::EpochEnd Trainer::end_epoch() {
   bool last = state_.epoch >= epochs();
   EpochEnd out;
   if (state_.epoch % cfg_.eval_every_epochs == 0 || last) {
-    std::optional<EvalResult> r = validate();
+    std::optional<EvalResult> r;
+    try {
+      r = validate();
+    } catch (const std::exception& failed) {
+      if (dist_.world_size() == 1) throw;
+      // Saved as a stop during validation is: the resumed run validates this epoch first.
+      state_.eval_pending = true;
+      sampler_->start_epoch(state_.epoch);
+      throw PeerLost(fmt::format("the validation after epoch {} failed: {}", state_.epoch, failed.what()));
+    }
     if (!r) {
       // Saved as pending: the resumed run validates this epoch first, as if never interrupted.
       state_.eval_pending = true;
@@ -900,13 +983,7 @@ std::string Trainer::verify_replicas() {
 
 std::string Trainer::prepare_save() {
   // DDP keeps replicas identical by construction; checking it costs one hash per save.
-  std::string weights = verify_replicas();
-  // Every rank's RNG state, gathered to all (rank 0 keeps them).
-  RngSnapshot rng = capture_rng(device_.is_cuda());
-  rng_cpu_ = dist_.all_gather(rng.cpu);
-  rng_cuda_.clear();
-  if (rng.cuda.defined()) rng_cuda_ = dist_.all_gather(rng.cuda.cpu());
-  return weights;
+  return verify_replicas();
 }
 
 c10::IValue Trainer::build_checkpoint_state(bool with_probe) {

@@ -132,6 +132,19 @@ def answer_at_terminal(argv, answer, think_s=0.0, timeout=120):
     return p.returncode, seen.decode(errors="replace")
 
 
+def launch_ranks(run_dir, port, extra, world=2, env=None):
+    """`world` ranks with torchrun-style variables and no supervising launcher: only the trainer's
+    own error handling and collective timeout stand between a lost peer and a hang."""
+    procs = []
+    for rank in range(world):
+        env_r = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                     LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **(env or {}))
+        procs.append(subprocess.Popen(command(["--run-dir", run_dir, "--epochs", 50] + extra), env=env_r,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      stdin=subprocess.DEVNULL))
+    return procs
+
+
 def kill_session(proc, sig=signal.SIGKILL):
     """Signals every process of the job's session (mpirun gives each rank its own process group)."""
     out = subprocess.run(["ps", "-eo", "pid=,sid="], stdout=subprocess.PIPE, text=True).stdout

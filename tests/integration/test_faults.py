@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ckpt_tools import save_with_checksum
-from conftest import FULL, TINY, TRAINER, command, kill_session, load, run, start, wait_for_line
+from conftest import FULL, TINY, TRAINER, command, kill_session, launch_ranks, load, run, start, wait_for_line
 
 CRASH_MARKERS = ("terminate called", "Segmentation", "core dumped", "Exception raised from", "Traceback")
 
@@ -117,19 +117,6 @@ def test_killed_nonzero_rank_stops_the_job_and_the_restart_resumes(tmp_path):
     assert f"step {step}" in out and "resumed from" in out
 
 
-def launch_pair(tmp_path, port, extra, world=2, env=None):
-    """Two ranks (or `world`) with torchrun-style variables and no supervising launcher: only the
-    trainer's own error handling and collective timeout stand between a lost peer and a hang."""
-    procs = []
-    for rank in range(world):
-        env_r = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                     LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **(env or {}))
-        procs.append(subprocess.Popen(command(["--run-dir", tmp_path, "--epochs", 50] + extra), env=env_r,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      stdin=subprocess.DEVNULL))
-    return procs
-
-
 # Full only: a two-rank world, where the lost rank is rank 0's only peer. The three-rank test below
 # loses a rank in the same two ways and asserts more (both survivors' exit within the timeout, one
 # error line each, the group left undestroyed).
@@ -137,7 +124,7 @@ def launch_pair(tmp_path, port, extra, world=2, env=None):
 @pytest.mark.parametrize("how", ["dies", "hangs"])
 def test_lost_peer_makes_the_other_rank_fail_not_hang(tmp_path, how):
     timeout_s = 8
-    procs = launch_pair(tmp_path, 29000 + random.randrange(1000), ["--timeout-seconds", timeout_s])
+    procs = launch_ranks(tmp_path, 29000 + random.randrange(1000), ["--timeout-seconds", timeout_s])
     wait_for_line(procs[0], "step 20/")
     t0 = time.time()
     procs[1].send_signal(signal.SIGKILL if how == "dies" else signal.SIGSTOP)
@@ -162,7 +149,7 @@ def test_survivors_of_a_lost_rank_exit_within_the_timeout_and_never_destroy_the_
     only by the timeout). RESUMABLE_TEST_REPORT_TEARDOWN makes each rank say what became of its group."""
     timeout_s = 10
     report = {"RESUMABLE_TEST_REPORT_TEARDOWN": "1"}
-    procs = launch_pair(tmp_path, 29000 + random.randrange(1000), ["--timeout-s", timeout_s], world=3, env=report)
+    procs = launch_ranks(tmp_path, 29000 + random.randrange(1000), ["--timeout-s", timeout_s], world=3, env=report)
     try:
         wait_for_line(procs[0], "step 20/")
         t0 = time.time()

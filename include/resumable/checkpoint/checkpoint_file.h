@@ -39,6 +39,9 @@ struct CheckpointMeta {
   int64_t segment = 0;
   std::vector<CheckpointAncestor> resumed_from;  // the resumes of its timeline, oldest first
   int64_t saved_at = 0;  // unix seconds, for people only: never used to order files
+  // Empty for the saves of a whole job. Else the failure after which the survivors of a lost rank
+  // wrote it, and which rank did (ckpt info and list show it).
+  std::string after_failure;
 
   // Newer in the run's history: higher segment, then higher step.
   bool newer_than(const CheckpointMeta& o) const {

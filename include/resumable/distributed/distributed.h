@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,10 @@ class Distributed {
   // bounds the whole wait, and `limit_flag` names the setting a user raises when it is too short;
   // `what` names the work in errors ("saving a checkpoint"). If `work` throws, it throws on its
   // rank and every other rank gets a runtime_error naming that rank.
+  // Thrown by gather_after when `limit` ran out while every rank was still alive.
+  struct LimitExceeded : std::runtime_error {
+    using std::runtime_error::runtime_error;
+  };
   std::vector<std::string> gather_after(const std::string& what, const std::function<std::string()>& work,
                                         std::chrono::milliseconds limit = std::chrono::milliseconds(0),
                                         const char* limit_flag = "");

@@ -1,6 +1,7 @@
 // This rank's random number generators: the CPU generator (dropout on CPU) and, on GPU runs, the
-// current CUDA device's. Saved for every rank (gathered to rank 0), so a resume at the same world
-// size draws the very same dropout masks as the uninterrupted run.
+// current CUDA device's. Each training step starts them afresh from (seed, step, rank): any rank
+// can tell every other rank's streams without asking it, so a checkpoint written by any one rank
+// (the survivors of a lost rank's) continues exactly as the uninterrupted run, dropout masks and all.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -16,5 +17,9 @@ RngSnapshot capture_rng(bool cuda);
 void restore_rng(const RngSnapshot& snapshot);
 // Seeds every generator of this process from (seed, rank): the fresh start of a rank.
 void seed_rng(int64_t seed, int rank, bool cuda);
+// The streams `rank` starts training step `step` with (1-based, as global_step after it)...
+void seed_rng_for_step(int64_t seed, int64_t step, int rank, bool cuda);
+// ...and their states, computed here for any rank without touching this process's streams.
+RngSnapshot rng_for_step(int64_t seed, int64_t step, int rank, bool cuda);
 
 }  // namespace resumable

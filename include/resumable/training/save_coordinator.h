@@ -90,6 +90,11 @@ class SaveCoordinator {
   double expected_save_seconds() const;
   // Rank 0, on every way out: waits for a background write and reports its outcome. Not collective.
   void close();
+  // Any one rank, alone, holding the run directory's lock, after another rank was lost: writes this
+  // rank's state (complete at the step it is at) as a checkpoint marked with `failure`, unless
+  // last.pt of this launch holds that step or a later one already (another survivor's save).
+  // True when last.pt now holds this state.
+  bool save_alone(const std::string& failure);
 
  private:
   struct Job;
@@ -119,6 +124,7 @@ class SaveCoordinator {
   bool best_unpublished_ = false;  // best.pt does not hold the best step yet (new, or its save failed)
   std::optional<PendingBest> pending_best_;  // rank 0: that best's state, when its own save failed
   const char* deferred_ = nullptr;           // a periodic save that came due while one was in flight
+  std::string after_failure_;                // save_alone(): the failure, for the file's record
   std::optional<bool> unreported_;           // rank 0: a background save's outcome, for the next step
   // Rank 0: the memory background saves copy into, made (and faulted in) beside the first steps.
   std::shared_ptr<SnapshotArena> arena_;

@@ -102,7 +102,24 @@ class Trainer {
   int train_until_stop();
   // The validation of a finished epoch that a stop interrupted, then a save; false if stopped again.
   bool run_pending_validation();
+  // Thrown (with more than one rank) where a collective failed while this rank's state is whole:
+  // a step not taken, a validation left pending, a save. Any other failure stays fatal.
+  struct PeerLost : std::runtime_error {
+    using std::runtime_error::runtime_error;
+  };
+  // After PeerLost: the survivor holding the run directory's lock saves this rank's state (the last
+  // step it completed) and every survivor exits kPeerLost.
+  int save_after_peer_lost(const std::string& what);
+  // Collective. Throws PeerLost when the step fails before it changed anything (its allreduces).
   StepResult train_step(const std::vector<int64_t>& global_batch);
+  // train_step's part that talks to the other ranks and changes nothing they could miss: forward,
+  // backward (the gradient allreduce), the flags' allreduce.
+  struct AgreedStep {
+    at::Tensor stats;  // the step's allreduce: loss, tokens, flags
+    std::vector<at::Tensor> grads;
+    bool finite = true;
+  };
+  AgreedStep compute_and_agree(const std::vector<int64_t>& global_batch, double global_tokens);
   // Collective, after a resume: compares the batch about to be trained with the checkpoint's
   // record (ids and words; each rank's tensors of the first one). False when it differs and
   // --allow-data-drift does not allow it: the run must stop before training on it.
@@ -112,8 +129,8 @@ class Trainer {
   EpochEnd end_epoch();
   // nullopt when a stop request interrupted it (every rank alike).
   std::optional<EvalResult> validate();
-  // Collective, the start of every save (the SaveCoordinator's SaveSource): checks the replicas
-  // and gathers every rank's RNG state. Returns the weights' digest.
+  // Collective, the start of every save (the SaveCoordinator's SaveSource): checks the replicas.
+  // Returns the weights' digest.
   std::string prepare_save();
   // Rank 0: the checkpoint's state, every component (SaveSource::build).
   c10::IValue build_checkpoint_state(bool with_probe);
@@ -149,8 +166,6 @@ class Trainer {
   LossScaler scaler_;
   TrainState state_;
   std::unique_ptr<MetricsLog> metrics_;  // rank 0, while training
-  // Every rank's generator states, gathered for the save in progress (the "rng" component).
-  std::vector<at::Tensor> rng_cpu_, rng_cuda_;
 
   std::optional<ResumeVerifier> verifier_;  // after a resume, until the recorded batches are checked
   // Rank 0 with background saves: computes the resume proof's probe on the writer thread.

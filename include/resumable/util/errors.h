@@ -15,6 +15,9 @@ constexpr int kBadInput = 2;       // bad config, flag or dataset: rerunning wil
 constexpr int kRunDirectoryBusy = 69;  // another job holds the run directory's lock: retry later
 constexpr int kSaveFailed = 74;    // a checkpoint could not be written (disk full, read-only, ...)
 constexpr int kStoppedBySignal = 75;  // SIGTERM/SIGINT/SIGUSR1: saved, resume to continue (requeue)
+// Another rank died or stopped answering: the survivors saved the last step they completed (the
+// log says so, or why they could not); restart to continue (sysexits' EX_PROTOCOL).
+constexpr int kPeerLost = 76;
 }  // namespace exit_code
 
 // Bad configuration or command line (exit 2).
