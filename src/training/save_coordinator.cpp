@@ -258,14 +258,14 @@ void SaveCoordinator::close() {
   in_flight_.reset();
 }
 
-bool SaveCoordinator::save_alone(const std::string& failure) {
+std::optional<int64_t> SaveCoordinator::save_alone(const std::string& failure) {
   close();  // rank 0's background write, if any, is older: it ends first
   try {
     auto last = read_checkpoint_meta(checkpoints_.last_path());
     if (last && last->segment == options_.segment && last->step >= state_.global_step) {
       log::info("{} already holds step {} of this launch (this rank is at step {}): nothing newer to save",
                 checkpoints_.last_path(), last->step, state_.global_step);
-      return last->step == state_.global_step;
+      return last->step;
     }
   } catch (const CheckpointError&) {
     // None yet, or damaged: this save is what the run resumes from.
@@ -274,7 +274,8 @@ bool SaveCoordinator::save_alone(const std::string& failure) {
   save_started_ = Clock::now();
   const std::string outcome = write_on_main("after a lost rank", "", /*background=*/false);
   after_failure_.clear();
-  return outcome == "S";
+  if (outcome != "S") return std::nullopt;
+  return state_.global_step;
 }
 
 // ------------------------------------------------------------------------------------------

@@ -656,10 +656,9 @@ int Trainer::save_after_peer_lost(const std::string& what) {
               exit_code::kPeerLost);
     return exit_code::kPeerLost;
   }
-  const bool saved = saves_->save_alone(what);
+  const std::optional<int64_t> saved = saves_->save_alone(what);
   if (saved)
-    log::warn("the survivors saved step {}: exit {} (restart to continue from it)", state_.global_step,
-              exit_code::kPeerLost);
+    log::warn("the survivors saved step {}: exit {} (restart to continue from it)", *saved, exit_code::kPeerLost);
   else
     log::error("the survivors' save failed: the last good checkpoint is untouched; exit {}", exit_code::kPeerLost);
   return exit_code::kPeerLost;

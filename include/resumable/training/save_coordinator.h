@@ -93,8 +93,8 @@ class SaveCoordinator {
   // Any one rank, alone, holding the run directory's lock, after another rank was lost: writes this
   // rank's state (complete at the step it is at) as a checkpoint marked with `failure`, unless
   // last.pt of this launch holds that step or a later one already (another survivor's save).
-  // True when last.pt now holds this state.
-  bool save_alone(const std::string& failure);
+  // Returns the step last.pt now holds, or nullopt when the save failed.
+  std::optional<int64_t> save_alone(const std::string& failure);
 
  private:
   struct Job;
