@@ -60,7 +60,10 @@ void write_torchrun_error_file(const LaunchEnv& env, const std::string& message)
 // "stopped and saved" (75) from a crash.
 void write_exit_file(const LaunchEnv& env, int code) {
   const char* path = std::getenv("RESUMABLE_EXIT_FILE");
-  if (!path || !*path || env.rank != 0) return;
+  if (!path || !*path) return;
+  // Rank 0's code; and 76 from any survivor of a lost rank, since the rank lost may be rank 0 and
+  // the launcher must still learn that the survivors saved.
+  if (env.rank != 0 && code != exit_code::kPeerLost) return;
   std::ofstream(path) << code << "\n";
 }
 

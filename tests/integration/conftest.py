@@ -145,6 +145,25 @@ def launch_ranks(run_dir, port, extra, world=2, env=None):
     return procs
 
 
+def rank_pids(run_dir):
+    """{rank: pid} of the trainer processes training in `run_dir`, whichever launcher started them."""
+    pids = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+            if argv[0].decode() != TRAINER or str(run_dir).encode() not in argv:
+                continue
+            env = dict(kv.split(b"=", 1) for kv in (d / "environ").read_bytes().split(b"\0") if b"=" in kv)
+        except (OSError, IndexError, UnicodeDecodeError):
+            continue
+        rank = env.get(b"OMPI_COMM_WORLD_RANK", env.get(b"RANK", env.get(b"SLURM_PROCID")))
+        if rank is not None:
+            pids[int(rank)] = int(d.name)
+    return pids
+
+
 def kill_session(proc, sig=signal.SIGKILL):
     """Signals every process of the job's session (mpirun gives each rank its own process group)."""
     out = subprocess.run(["ps", "-eo", "pid=,sid="], stdout=subprocess.PIPE, text=True).stdout

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SIGKILL_TIMEOUT_S, TINY, TRAINER, hold_run_directory_lock, kill_session, load, wait_for_line
+from conftest import (ROOT, SIGKILL_TIMEOUT_S, TINY, TRAINER, hold_run_directory_lock, kill_session, load, rank_pids,
+                      wait_for_line)
 
 LAUNCH = Path(os.environ.get("RESUMABLE_LAUNCH_DIR", ROOT / "launch"))
 # Trainer flags for a run that only ends when it is stopped.
@@ -459,6 +460,28 @@ def test_slurm_retries_while_another_job_holds_the_run_directory(slurm_job, tmp_
     assert "[slurm] trainer exited 69" in log, log[-3000:]
     assert f"is in use by another job (pid {holder.pid} on host" in log, log[-3000:]
     assert job.info() == {"JobState": "RUNNING", "Restarts": "0"}, job.info()
+
+
+# Full only: the survivors' save itself is in test_peer_lost's fast cases; this adds Slurm's part
+# (srun's 137 for the dead task, the survivors' 76 through the exit file, the requeue).
+@pytest.mark.full
+def test_slurm_requeues_after_a_lost_rank_and_the_survivors_save(slurm_job):
+    """Issue 43: a task killed (kill -9, as the OOM killer would): srun reports 137 and ends the
+    other task, which saves the last step it completed and exits 76 (through RESUMABLE_EXIT_FILE);
+    the script requeues the job, which resumes from that step."""
+    job = slurm_job()
+    job.wait_for("step 40/")
+    pids = rank_pids(job.run_dir)
+    assert set(pids) == {0, 1}, pids
+    os.kill(pids[1], signal.SIGKILL)
+    job.wait_for("resumed from", timeout=120)
+    log = job.output()
+    assert "a rank was lost, and the survivors saved" in log and "[slurm] trainer exited 76" in log, log[-3000:]
+    saved = re.search(r"the survivors saved step (\d+)", log)
+    resumed = re.search(r"resumed from .*?: epoch \d+, step (\d+)", log)
+    assert saved and resumed and int(resumed.group(1)) == int(saved.group(1)) >= 40, log[-3000:]
+    assert "restart 1 on" in log and job.info()["Restarts"] == "1"
+    assert not list(ROOT.glob(".resumable-exit-*"))
 
 
 def assert_saved_requeued_resumed(job, timeout=120):

@@ -15,31 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, TRAINER, VENV_BIN, assert_same_training, launch_ranks, load, run, start, wait_for_line
+from conftest import (TINY, TRAINER, VENV_BIN, assert_same_training, launch_ranks, load, rank_pids, run, start,
+                      wait_for_line)
 
 CK = "checkpoints"
 PEER_LOST = 76
 # No periodic saves: whatever the survivors save is all there is to resume from.
 COMMON = ["--max-steps", 60, "--save-every-steps", 0, "--save-every-minutes", 0, "--timeout-seconds", 20]
-
-
-def rank_pids(run_dir):
-    """{rank: pid} of the trainer processes training in `run_dir` (mpirun's ranks or torchrun's workers)."""
-    pids = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            argv = (d / "cmdline").read_bytes().split(b"\0")
-            if argv[0].decode() != TRAINER or str(run_dir).encode() not in argv:
-                continue
-            env = dict(kv.split(b"=", 1) for kv in (d / "environ").read_bytes().split(b"\0") if b"=" in kv)
-        except (OSError, IndexError, UnicodeDecodeError):
-            continue
-        rank = env.get(b"OMPI_COMM_WORLD_RANK", env.get(b"RANK"))
-        if rank is not None:
-            pids[int(rank)] = int(d.name)
-    return pids
 
 
 def kill_rank(run_dir, rank, world=3):
